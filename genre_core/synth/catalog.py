@@ -1,0 +1,98 @@
+"""One catalog song from its spec: plan -> MIDI -> FluidSynth -> 30 s crop -> effects -> encoded file.
+
+``render_song`` is a pure function of a ``SongSpec`` (same spec, same bytes), so the catalog job can run
+songs in any order on any number of processes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from genre_core.synth.compose import compose, plan_song, to_midi
+from genre_core.synth.effects import apply_effects, draw_effects
+from genre_core.synth.render import render_midi
+
+NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+# Split of a genre's songs by index: 7 of 10 train, 1 validation, 2 test (80 train+val / 20 test per 100).
+SPLIT_CYCLE = ("train", "train", "train", "train", "train", "train", "train", "val", "test", "test")
+
+
+@dataclass(frozen=True)
+class SongSpec:
+    track_id: str
+    genre: str
+    index: int
+    seed: int           # the song's own seed, derived from the catalog seed
+    split: str
+    preset: str         # effects preset: none | default | shifted
+    soundfont: str
+    seconds: float = 30.0
+    sample_rate: int = 22050
+    audio_format: str = "flac"
+
+
+def song_seed(catalog_seed: int, genre: str, index: int, preset: str) -> int:
+    """A per-song seed that does not depend on how many songs or genres the catalog has."""
+    key = [catalog_seed, index, *genre.encode(), *preset.encode()]
+    return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint32)[0])
+
+
+def plan_catalog(genres: list[str], per_genre: int, seed: int, preset: str, soundfont: str,
+                 seconds: float = 30.0, audio_format: str = "flac") -> list[SongSpec]:
+    """Specs for ``per_genre`` songs of each genre; the shifted preset gets its own split and ids."""
+    specs = []
+    prefix = "" if preset == "default" else f"{preset}-"
+    for genre in genres:
+        for index in range(per_genre):
+            split = "shifted" if preset == "shifted" else SPLIT_CYCLE[index % len(SPLIT_CYCLE)]
+            specs.append(SongSpec(
+                track_id=f"{prefix}{genre}-{index:05d}", genre=genre, index=index,
+                seed=song_seed(seed, genre, index, preset), split=split, preset=preset,
+                soundfont=soundfont, seconds=seconds, audio_format=audio_format,
+            ))
+    return specs
+
+
+def render_song(spec: SongSpec) -> tuple[bytes, dict[str, Any]]:
+    """Render one song: returns the encoded audio file and the generation parameters for the catalog."""
+    plan = plan_song(spec.genre, spec.seed, seconds=spec.seconds + 4.0)
+    audio = render_midi(to_midi(plan, compose(plan)), spec.soundfont, spec.sample_rate)
+    rng = np.random.default_rng(spec.seed + 3)
+    n = int(round(spec.seconds * spec.sample_rate))
+    spare = len(audio) - n
+    start = int(rng.integers(0, min(spare, 3 * spec.sample_rate) + 1)) if spare > 0 else 0
+    clip = np.zeros(n, dtype=np.float32)
+    piece = audio[start:start + n]
+    clip[: len(piece)] = piece
+    fade = int(0.01 * spec.sample_rate)
+    clip[:fade] *= np.linspace(0, 1, fade, dtype=np.float32)
+    clip[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
+    effects = draw_effects(spec.preset, rng)
+    clip = apply_effects(clip, spec.sample_rate, effects, seed=spec.seed + 4)
+    buf = io.BytesIO()
+    fmt = {"flac": "FLAC", "wav": "WAV"}[spec.audio_format]
+    sf.write(buf, clip, spec.sample_rate, format=fmt, subtype="PCM_16")
+    params = {
+        "tempo": plan.tempo,
+        "key": NOTE_NAMES[plan.key_root],
+        "scale": plan.scale,
+        "swing": plan.swing,
+        "progression": " ".join(numeral for numeral, _ in plan.progression),
+        "instruments": json.dumps(plan.programs, sort_keys=True),
+        "bass_style": plan.bass_style,
+        "comp_style": plan.comp_style,
+        "drums": plan.drums,
+        "form": " ".join(f"{name}:{bars}" for name, bars in plan.sections),
+        "soundfont": os.path.basename(spec.soundfont),
+        "effects": json.dumps(effects, sort_keys=True),
+        "seed": spec.seed,
+        "preset": spec.preset,
+    }
+    return buf.getvalue(), params

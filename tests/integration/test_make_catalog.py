@@ -1,0 +1,110 @@
+"""The catalog job end to end with the real FluidSynth: files, schema, determinism, S3, clear errors."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from genre_core import storage
+from genre_core.config import GENRES
+from genre_core.synth import render
+from jobs import make_catalog
+
+
+def _run(*args: str) -> int:
+    parser = make_catalog.argparse.ArgumentParser()
+    make_catalog.build_parser(parser)
+    return make_catalog.run(parser.parse_args(list(args)))
+
+
+@pytest.fixture(scope="module")
+def one_per_genre(tmp_path_factory):
+    out = tmp_path_factory.mktemp("catalog")
+    assert _run("--per-genre", "1", "--out", str(out), "--seed", "7", "--workers", "2",
+                "--preview", str(out / "preview.png")) == 0
+    return out
+
+
+def test_one_render_per_genre_30s_mono_22050(one_per_genre):
+    df = pd.read_parquet(one_per_genre / "catalog.parquet")
+    assert sorted(df["genre"]) == sorted(GENRES)
+    for uri in df["audio_uri"]:
+        assert os.path.isabs(uri) and os.path.exists(uri)
+        info = sf.info(uri)
+        assert (info.samplerate, info.channels, info.frames) == (22050, 1, 30 * 22050)
+        audio, _ = sf.read(uri, dtype="float32")
+        rms = float(np.sqrt(np.mean(audio**2)))
+        assert rms > 0.005, f"{uri} is nearly silent (rms {rms})"
+    assert (one_per_genre / "preview.png").stat().st_size > 10_000
+
+
+def test_catalog_schema_and_parameters(one_per_genre):
+    table = pq.read_table(one_per_genre / "catalog.parquet")
+    assert table.schema.equals(make_catalog.CATALOG_SCHEMA)
+    df = table.to_pandas()
+    assert df["track_id"].is_unique
+    assert set(df["split"]) <= {"train", "val", "test"}
+    assert (df["soundfont"] == "TimGM6mb.sf2").all()
+    assert df["tempo"].between(50, 230).all()
+    assert df[["key", "scale", "instruments", "effects", "drums"]].notna().all().all()
+
+
+def test_same_seed_same_rows_and_audio(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert _run("--per-genre", "2", "--genres", "jazz,metal", "--out", str(out), "--seed", "3") == 0
+    da, db = pd.read_parquet(a / "catalog.parquet"), pd.read_parquet(b / "catalog.parquet")
+    pd.testing.assert_frame_equal(da.drop(columns="audio_uri"), db.drop(columns="audio_uri"))
+    for ua, ub in zip(da["audio_uri"], db["audio_uri"], strict=True):
+        assert open(ua, "rb").read() == open(ub, "rb").read()
+    # and another seed gives other songs
+    assert _run("--per-genre", "2", "--genres", "jazz,metal", "--out", str(tmp_path / "c"), "--seed", "4") == 0
+    dc = pd.read_parquet(tmp_path / "c" / "catalog.parquet")
+    assert not np.allclose(da["tempo"], dc["tempo"])
+
+
+def test_shifted_preset_uses_another_soundfont_and_split(tmp_path):
+    assert _run("--per-genre", "1", "--genres", "rock", "--preset", "shifted", "--out", str(tmp_path)) == 0
+    row = pd.read_parquet(tmp_path / "catalog.parquet").iloc[0]
+    assert row["split"] == "shifted" and row["soundfont"] == "FluidR3_GM.sf2"
+    assert row["track_id"] == "shifted-rock-00000"
+
+
+def test_output_to_s3(s3_bucket):
+    out = f"s3://{s3_bucket}/demo"
+    assert _run("--per-genre", "1", "--genres", "blues,reggae", "--out", out) == 0
+    fs, path = storage.filesystem(out + "/catalog.parquet")
+    with fs.open(path, "rb") as fh:
+        df = pd.read_parquet(fh)
+    assert len(df) == 2 and df["audio_uri"].str.startswith(f"s3://{s3_bucket}/demo/audio/").all()
+    audio, sr = sf.read(io.BytesIO(storage.read_bytes(df["audio_uri"].iloc[0])))
+    assert sr == 22050 and len(audio) == 30 * 22050
+
+
+def test_missing_soundfont_is_a_clear_error(tmp_path, capsys):
+    assert _run("--per-genre", "1", "--out", str(tmp_path), "--soundfont", str(tmp_path / "nope.sf2")) == 2
+    assert "soundfont not found" in capsys.readouterr().err
+    bogus = tmp_path / "bogus.sf2"
+    bogus.write_bytes(b"not a soundfont at all")
+    assert _run("--per-genre", "1", "--out", str(tmp_path), "--soundfont", str(bogus)) == 2
+    assert "not a SoundFont file" in capsys.readouterr().err
+    assert not (tmp_path / "catalog.parquet").exists()
+
+
+def test_missing_fluidsynth_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH on which no fluidsynth exists
+    with pytest.raises(render.SynthSetupError, match="apt-get install"):
+        render.find_fluidsynth()
+    assert _run("--per-genre", "1", "--out", str(tmp_path / "out")) == 2
+    assert "FluidSynth is not installed" in capsys.readouterr().err
+
+
+def test_unknown_genre_is_rejected(tmp_path, capsys):
+    assert _run("--per-genre", "1", "--genres", "polka", "--out", str(tmp_path)) == 2
+    assert "unknown genre" in capsys.readouterr().err
