@@ -13,8 +13,8 @@ PRESETS: dict[str, dict[str, float]] = {
     "none": {},
     # The default corpus: mixed but mostly clean recordings.
     "default": {"reverb": 0.4, "eq": 0.5, "old": 0.08, "noise": 0.25, "compress": 0.3},
-    # The shifted split: every song passes through a harsher chain.
-    "shifted": {"reverb": 0.8, "eq": 0.9, "old": 0.45, "noise": 0.7, "compress": 0.6},
+    # The shifted split (with another soundfont): rooms, EQ and noise on most songs, now and then an old transfer.
+    "shifted": {"reverb": 0.6, "eq": 0.7, "old": 0.2, "noise": 0.5, "compress": 0.4},
 }
 
 
@@ -26,17 +26,17 @@ def draw_effects(preset: str, rng: np.random.Generator) -> dict[str, dict[str, f
     chosen: dict[str, dict[str, float]] = {}
     probs = PRESETS[preset]
     if rng.random() < probs.get("reverb", 0):
-        chosen["reverb"] = {"rt60": float(rng.uniform(0.3, 2.2 if harsh else 1.4)),
-                            "wet": float(rng.uniform(0.1, 0.45 if harsh else 0.3))}
+        chosen["reverb"] = {"rt60": float(rng.uniform(0.3, 1.8 if harsh else 1.4)),
+                            "wet": float(rng.uniform(0.1, 0.35 if harsh else 0.3))}
     if rng.random() < probs.get("eq", 0):
-        span = 9.0 if harsh else 5.0
+        span = 7.0 if harsh else 5.0
         chosen["eq"] = {"low_db": float(rng.uniform(-span, span)), "high_db": float(rng.uniform(-span, span))}
     if rng.random() < probs.get("old", 0):
         chosen["old"] = {"low_hz": float(rng.uniform(150, 400)), "high_hz": float(rng.uniform(2500, 5000))}
     if rng.random() < probs.get("noise", 0):
-        chosen["noise"] = {"snr_db": float(rng.uniform(12 if harsh else 25, 30 if harsh else 45))}
+        chosen["noise"] = {"snr_db": float(rng.uniform(18 if harsh else 25, 40 if harsh else 45))}
     if rng.random() < probs.get("compress", 0):
-        chosen["compress"] = {"drive": float(rng.uniform(1.5, 5.0 if harsh else 3.0))}
+        chosen["compress"] = {"drive": float(rng.uniform(1.5, 4.0 if harsh else 3.0))}
     chosen["gain"] = {"db": float(rng.uniform(-12.0, -1.0))}
     return chosen
 

@@ -1,0 +1,180 @@
+"""Single-process reference labeller: decode -> slices -> batched CNN -> votes -> one labels row per track.
+
+:class:`CNNVoter` is a plain callable class (model loaded in ``__init__``, ``__call__(batch) -> batch``, no
+global state), so the Ray job runs it as an actor and a test calls it directly; :func:`label_track` and
+:func:`label_catalog` are the sequential reference the distributed job must reproduce row for row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genre_core.artifacts import load_cnn_bundle
+from genre_core.audio import load_audio
+from genre_core.config import AudioConfig, ConfigError, FeatureConfig, VotingConfig
+from genre_core.errors import TooShortError, TrackError
+from genre_core.features import feature_version, song_slices
+from genre_core.schema import LABEL_COLUMNS, STATUS_CLASSIFIED, STATUS_ERROR, check_catalog_columns
+from genre_core.training.cnn import slice_probabilities
+from genre_core.voting import decide
+
+VOTE_COLUMNS = ("status", "genre", "genre_index", "confidence", "margin", "probabilities", "n_slices")
+
+
+class CNNVoter:
+    """Batched slice classification and voting for a batch of songs.
+
+    ``__call__`` takes a column batch with ``slices`` (one ``[n_i, n_mels, n_frames]`` array per song) and
+    optionally ``status``/``error`` (rows already ``"error"`` keep their error); every other column is carried
+    through. It adds the :data:`VOTE_COLUMNS` and ``error`` (a song with no slice becomes a ``too_short``
+    error). All songs' slices go through the model together in chunks of
+    ``batch_slices``. With ``drop_classified_slices`` the payload of decided/error rows is replaced by an
+    empty array so that only unclassified songs carry spectrograms on.
+    """
+
+    def __init__(
+        self,
+        bundle_url: str,
+        device: str | torch.device | None = None,
+        voting: VotingConfig | None = None,
+        batch_slices: int = 256,
+        drop_classified_slices: bool = False,
+    ) -> None:
+        self.model, self.bundle = load_cnn_bundle(bundle_url, device=device)
+        self.device = next(self.model.parameters()).device
+        self.voting = voting or self.bundle.voting
+        self.batch_slices = batch_slices
+        self.drop_classified_slices = drop_classified_slices
+        self.classes = list(self.bundle.classes)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        slices = list(batch["slices"])
+        n = len(slices)
+        prior = list(batch["status"]) if "status" in batch else [None] * n
+        todo = [i for i in range(n) if prior[i] != STATUS_ERROR and len(slices[i]) > 0]
+        probs = slice_probabilities(self.model, [slices[i] for i in todo], self.batch_slices, self.device)
+        cols: dict[str, list[Any]] = {c: [None] * n for c in VOTE_COLUMNS}
+        cols["status"] = [STATUS_ERROR] * n
+        cols["n_slices"] = [0] * n
+        cols["genre_index"] = [-1] * n
+        errors = list(batch["error"]) if "error" in batch else [None] * n
+        for i in range(n):
+            if prior[i] != STATUS_ERROR and len(slices[i]) == 0:
+                errors[i] = errors[i] or TooShortError("no complete slice").describe()
+        for i, p in zip(todo, probs, strict=True):
+            d = decide(p, self.voting.tau, self.voting.margin)
+            cols["status"][i] = d.status
+            cols["genre_index"][i] = int(d.genre_index) if d.status == STATUS_CLASSIFIED else -1
+            errors[i] = None
+            cols["genre"][i] = self.classes[d.genre_index] if d.status == STATUS_CLASSIFIED else None
+            cols["confidence"][i] = float(d.confidence)
+            cols["margin"][i] = float(d.margin)
+            cols["probabilities"][i] = np.asarray(d.probabilities, dtype=np.float32)
+            cols["n_slices"][i] = int(d.n_slices)
+        out = dict(batch)
+        for c in VOTE_COLUMNS:
+            out[c] = _column(cols[c])
+        out["error"] = _column(errors)
+        if self.drop_classified_slices:
+            empty = np.zeros((0, self.bundle.n_mels, self.bundle.n_frames), np.float32)
+            out["slices"] = _column([s if st == "unclassified" else empty
+                                     for s, st in zip(slices, cols["status"], strict=True)])
+        return out
+
+
+def _column(values: list[Any]) -> np.ndarray:
+    """A 1-D numpy column; ragged or None-holding values become an object array (Ray's numpy batch format)."""
+    if values and all(isinstance(v, (int, np.integer)) for v in values):
+        return np.asarray(values, dtype=np.int64)
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
+
+
+def check_feature_config(feature_cfg: FeatureConfig, bundle_cfg: FeatureConfig) -> None:
+    """Raise ConfigError unless ``feature_cfg`` computes the same spectrograms as the model was trained on
+    (only the inference hop between slices may differ)."""
+    if dataclasses.replace(feature_cfg, slice_hop_frames=bundle_cfg.slice_hop_frames) != bundle_cfg:
+        raise ConfigError(
+            f"feature config {feature_cfg} differs from the one the model was trained with ({bundle_cfg})"
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def label_track(
+    track_id: str,
+    audio_uri: str,
+    voter: CNNVoter,
+    feature_cfg: FeatureConfig | None = None,
+    audio_cfg: AudioConfig | None = None,
+    *,
+    root: str | None = None,
+    run_id: str = "",
+    gan_version: str | None = None,
+    labelled_at: datetime | None = None,
+) -> dict[str, Any]:
+    """Label one track: a dict with exactly the LABELS_SCHEMA columns.
+
+    A :class:`TrackError` (missing, undecodable, silent, too short, ...) becomes a row with
+    ``status="error"`` and ``error=exc.describe()``; any other exception propagates (a bug or an
+    infrastructure failure must stop the job, not hide in the labels).
+    """
+    feature_cfg = feature_cfg or voter.bundle.feature_config
+    check_feature_config(feature_cfg, voter.bundle.feature_config)
+    audio_cfg = audio_cfg or AudioConfig(sample_rate=feature_cfg.sample_rate)
+    row: dict[str, Any] = {c: None for c in LABEL_COLUMNS}
+    row.update(track_id=track_id, model_version=voter.bundle.version, gan_version=gan_version,
+               feature_version=feature_version(feature_cfg), run_id=run_id,
+               labelled_at=labelled_at or _now(), n_slices=0)
+    try:
+        audio = load_audio(audio_uri, audio_cfg, root=root)
+        row["duration_s"] = float(len(audio) / audio_cfg.sample_rate)
+        slices = song_slices(audio, feature_cfg)
+        if len(slices) == 0:
+            raise TooShortError(f"{audio_uri}: no complete {feature_cfg.slice_seconds:.2f} s slice")
+    except TrackError as exc:
+        row.update(status=STATUS_ERROR, error=exc.describe())
+        return row
+    out = voter({"slices": [slices]})
+    for c in ("status", "genre", "confidence", "margin", "probabilities", "n_slices", "error"):
+        row[c] = out[c][0]
+    row["probabilities"] = [float(v) for v in row["probabilities"]]
+    row["n_slices"] = int(row["n_slices"])
+    return row
+
+
+def label_catalog(
+    df: pd.DataFrame,
+    voter: CNNVoter,
+    feature_cfg: FeatureConfig | None = None,
+    audio_cfg: AudioConfig | None = None,
+    *,
+    root: str | None = None,
+    run_id: str | None = None,
+    gan_version: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Label every catalog row sequentially; returns a DataFrame with the LABELS_SCHEMA columns, one row
+    per input row, in input order."""
+    check_catalog_columns(list(df.columns))
+    feature_cfg = feature_cfg or voter.bundle.feature_config
+    check_feature_config(feature_cfg, voter.bundle.feature_config)
+    run_id = run_id or uuid.uuid4().hex[:12]
+    rows = []
+    for k, (tid, uri) in enumerate(zip(df["track_id"], df["audio_uri"], strict=True), start=1):
+        rows.append(label_track(str(tid), str(uri), voter, feature_cfg, audio_cfg, root=root,
+                                run_id=run_id, gan_version=gan_version))
+        if progress is not None:
+            progress(k, len(df))
+    return pd.DataFrame(rows, columns=list(LABEL_COLUMNS))

@@ -1,0 +1,133 @@
+"""Arrow schemas of the catalog and the labels, plus small Parquet read/write helpers.
+
+The labels' ``probabilities`` column is a list aligned to a class list stored in the file's schema
+metadata under :data:`CLASSES_KEY` (JSON list of genre names); see :func:`with_classes`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from genre_core import storage
+
+CLASSES_KEY = b"genre_tagger.classes"
+
+STATUS_CLASSIFIED = "classified"
+STATUS_GAN_RESOLVED = "gan_resolved"
+STATUS_UNCLASSIFIED = "unclassified"
+STATUS_ERROR = "error"
+STATUSES: tuple[str, ...] = (STATUS_CLASSIFIED, STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED, STATUS_ERROR)
+DECIDED_STATUSES: frozenset[str] = frozenset({STATUS_CLASSIFIED, STATUS_GAN_RESOLVED})
+
+CATALOG_REQUIRED = pa.schema([
+    pa.field("track_id", pa.string(), nullable=False),
+    pa.field("audio_uri", pa.string(), nullable=False),
+])
+
+LABELS_SCHEMA = pa.schema([
+    pa.field("track_id", pa.string(), nullable=False),
+    pa.field("genre", pa.string()),                 # null unless decided
+    pa.field("status", pa.string(), nullable=False),  # one of STATUSES
+    pa.field("confidence", pa.float32()),           # top genre's share of the votes
+    pa.field("margin", pa.float32()),               # gap between the top two shares
+    pa.field("probabilities", pa.list_(pa.float32())),  # vote shares, aligned to the class list metadata
+    pa.field("n_slices", pa.int32()),
+    pa.field("duration_s", pa.float32()),
+    pa.field("error", pa.string()),                 # null or "kind: message"
+    pa.field("model_version", pa.string()),
+    pa.field("gan_version", pa.string()),
+    pa.field("feature_version", pa.string()),
+    pa.field("run_id", pa.string()),
+    pa.field("labelled_at", pa.timestamp("us", tz="UTC")),
+])
+
+LABEL_COLUMNS: tuple[str, ...] = tuple(LABELS_SCHEMA.names)
+
+
+def with_classes(schema: pa.Schema, classes: Sequence[str]) -> pa.Schema:
+    """``schema`` with the class list attached as metadata (kept by Parquet files written with it)."""
+    meta = dict(schema.metadata or {})
+    meta[CLASSES_KEY] = json.dumps(list(classes)).encode()
+    return schema.with_metadata(meta)
+
+
+def classes_of(schema: pa.Schema) -> list[str] | None:
+    """The class list stored in ``schema``'s metadata, or None when absent."""
+    raw = (schema.metadata or {}).get(CLASSES_KEY)
+    return None if raw is None else list(json.loads(raw))
+
+
+def check_catalog_columns(columns: Sequence[str], extra: Sequence[str] = ()) -> None:
+    """Raise ValueError naming the missing columns when the catalog lacks a required one."""
+    missing = [c for c in [*CATALOG_REQUIRED.names, *extra] if c not in columns]
+    if missing:
+        raise ValueError(f"catalog lacks required column(s) {missing}; it has {list(columns)}")
+
+
+def labels_table(rows: pd.DataFrame | Sequence[dict[str, Any]], classes: Sequence[str]) -> pa.Table:
+    """Build a labels table (exact LABELS_SCHEMA column order and types, class list in the metadata)."""
+    df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=list(LABEL_COLUMNS))
+    missing = [c for c in LABEL_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"labels lack column(s) {missing}")
+    df = df[list(LABEL_COLUMNS)].copy()
+    df["probabilities"] = [None if p is None else [float(v) for v in p] for p in df["probabilities"]]
+    df["labelled_at"] = pd.to_datetime(df["labelled_at"], utc=True)
+    return pa.Table.from_pandas(df, schema=with_classes(LABELS_SCHEMA, classes), preserve_index=False)
+
+
+def read_parquet(url: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read a Parquet file or folder of files (local path, file:// or s3://)."""
+    fs, path = storage.filesystem(url)
+    return pq.read_table(path, filesystem=fs, columns=list(columns) if columns else None)
+
+
+def write_parquet(table: pa.Table, url: str) -> None:
+    """Write ``table`` as one Parquet file at ``url`` (parent folders created locally)."""
+    fs, path = storage.filesystem(url)
+    if not storage.is_remote(url):
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "wb") as fh:
+        pq.write_table(table, fh)
+
+
+class CatalogError(ValueError):
+    """The catalog as a whole is unusable (unreadable, missing columns, null or duplicate track_id)."""
+
+
+def read_catalog(url: str) -> pd.DataFrame:
+    """Read and validate a catalog (Parquet file or folder/prefix); raises CatalogError naming what is wrong.
+
+    Checks, before any work starts: the Parquet is readable, ``track_id`` and ``audio_uri`` exist, and
+    ``track_id`` is never null or empty and unique. Other columns are carried along untouched.
+    """
+    try:
+        table = read_parquet(url)
+    except FileNotFoundError as exc:
+        raise CatalogError(f"catalog not found: {url}") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CatalogError(f"catalog {url} is not readable Parquet: {exc}") from exc
+    try:
+        check_catalog_columns(table.column_names)
+    except ValueError as exc:
+        raise CatalogError(f"catalog {url}: {exc}") from exc
+    df = table.to_pandas()
+    ids = df["track_id"]
+    bad = df.index[ids.isna() | (ids.astype(str).str.strip() == "")].tolist()
+    if bad:
+        raise CatalogError(f"catalog {url}: null or empty track_id in row(s) {bad[:20]}")
+    dup = sorted(ids[ids.duplicated(keep=False)].astype(str).unique())
+    if dup:
+        raise CatalogError(f"catalog {url}: duplicate track_id(s) {dup[:20]}")
+    nulls = df.index[df["audio_uri"].isna()].tolist()
+    if nulls:
+        raise CatalogError(f"catalog {url}: null audio_uri in row(s) {nulls[:20]} "
+                           f"(track_id {df.loc[nulls[:20], 'track_id'].tolist()})")
+    df["track_id"] = ids.astype(str)
+    return df
