@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
 SF2    := /usr/share/sounds/sf2
 
-.PHONY: setup system-deps demo test lint bench clean
+CORPUS ?= data
+
+.PHONY: setup system-deps demo models test lint bench clean
 
 setup: system-deps $(STAMP)
 
@@ -27,9 +29,25 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+# The main job end to end on local files and a local Ray: a fresh catalog (in-domain songs plus a few
+# "shifted" recordings that the CNN often finds ambiguous), labelled with the shipped models/default bundles.
 demo: setup
-	$(BIN)/python -m jobs.make_catalog --per-genre 10 --out $(DEMO)/catalog --preview $(DEMO)/catalog/preview.png
-	@echo "demo catalog: $(abspath $(DEMO))/catalog/catalog.parquet"
+	$(BIN)/python -m jobs.make_catalog --per-genre 8 --seed 1 --out $(DEMO)/catalog --preview $(DEMO)/catalog/preview.png
+	$(BIN)/python -m jobs.make_catalog --per-genre 2 --seed 1 --preset shifted --out $(DEMO)/catalog-shifted
+	$(BIN)/python -c "import pandas as pd; pd.concat([pd.read_parquet('$(DEMO)/catalog/catalog.parquet'), \
+		pd.read_parquet('$(DEMO)/catalog-shifted/catalog.parquet')]).to_parquet('$(DEMO)/catalog.parquet')"
+	$(BIN)/python -m jobs.label --catalog $(DEMO)/catalog.parquet --output $(DEMO)/labels --config configs/label-local.yaml
+	$(BIN)/python -m jobs.labels show --output $(DEMO)/labels
+	@echo "labels: $(abspath $(DEMO))/labels/labels (published runs listed in $(abspath $(DEMO))/labels/_published)"
+
+# Rebuild the shipped default bundles from scratch: demo corpus (100 songs/genre) + shifted split, CNN, GAN.
+models: setup
+	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --out $(CORPUS)/corpus
+	$(BIN)/python -m jobs.make_catalog --per-genre 20 --seed 0 --preset shifted --out $(CORPUS)/shifted
+	$(BIN)/python -m jobs.train cnn --catalog $(CORPUS)/corpus/catalog.parquet --out models/default/cnn \
+		--config configs/default.yaml
+	$(BIN)/python -m jobs.train gan --cnn models/default/cnn --catalog $(CORPUS)/corpus/catalog.parquet \
+		--out models/default/gan
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

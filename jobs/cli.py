@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, str] = {
     "make-catalog": "jobs.make_catalog",
     "train": "jobs.train",
     "evaluate": "jobs.evaluate",
+    "label": "jobs.label",
+    "labels": "jobs.labels",
 }
 
 

@@ -1,0 +1,131 @@
+"""The labelling pipeline as plain callables over column batches (``dict[str, np.ndarray]``).
+
+``DecodeStage`` (audio -> slices) -> ``CNNVoter`` (slices -> votes, see :mod:`genre_core.labelling`) ->
+``GANStage`` (unclassified songs -> GAN refinement) -> :func:`label_table` (rows of the labels schema).
+Ray runs the first as tasks and the next two as actor pools (``jobs/label.py``); tests and the sequential
+reference call them directly. One row is one song throughout, so voting never needs a shuffle.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from genre_core.artifacts import CNNBundle, load_cnn_bundle
+from genre_core.audio import load_audio
+from genre_core.config import AudioConfig, FeatureConfig
+from genre_core.errors import TooShortError, TrackError
+from genre_core.features import song_slices, warm_up
+from genre_core.labelling import _column
+from genre_core.models.gan import GANBundle, Generator, load_gan_bundle
+from genre_core.refine import refine_unclassified
+from genre_core.schema import (
+    LABEL_COLUMNS,
+    STATUS_ERROR,
+    STATUS_GAN_RESOLVED,
+    STATUS_UNCLASSIFIED,
+    labels_table,
+)
+
+
+class DecodeStage:
+    """Decode, resample, slice and log-mel each song of a batch (CPU work, one Ray task per batch).
+
+    Adds ``slices`` (``[n, n_mels, n_frames]`` float32 per song), ``duration_s``, ``status`` (``"error"`` or
+    ``"pending"``) and ``error``. A :class:`TrackError` costs only its own track; anything else is a bug or an
+    infrastructure failure and propagates.
+    """
+
+    def __init__(self, feature_cfg: FeatureConfig, audio_cfg: AudioConfig | None = None,
+                 root: str | None = None) -> None:
+        self.feature_cfg = feature_cfg
+        self.audio_cfg = audio_cfg or AudioConfig(sample_rate=feature_cfg.sample_rate)
+        self.root = root
+        warm_up(feature_cfg)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        empty = np.zeros((0, self.feature_cfg.n_mels, self.feature_cfg.slice_frames), np.float32)
+        slices, durations, statuses, errors = [], [], [], []
+        for uri in batch["audio_uri"]:
+            duration, song, status, error = None, empty, "pending", None
+            try:
+                audio = load_audio(str(uri), self.audio_cfg, root=self.root)
+                duration = len(audio) / self.audio_cfg.sample_rate
+                song = song_slices(audio, self.feature_cfg)
+                if len(song) == 0:
+                    raise TooShortError(f"{uri}: no complete {self.feature_cfg.slice_seconds:.2f} s slice")
+            except TrackError as exc:
+                song, status, error = empty, STATUS_ERROR, exc.describe()
+            slices.append(song)
+            durations.append(duration)
+            statuses.append(status)
+            errors.append(error)
+        out = dict(batch)
+        out.update(slices=_column(slices), duration_s=_column(durations), status=_column(statuses),
+                   error=_column(errors))
+        return out
+
+
+def label_table(batch: dict[str, Any], classes: list[str], *, model_version: str, gan_version: str | None,
+                feature_version: str, run_id: str, labelled_at: datetime) -> pa.Table:
+    """Rows of the labels schema from a finished batch (vote and refinement columns present)."""
+    n = len(batch["track_id"])
+    rows = []
+    for i in range(n):
+        row = {c: (batch[c][i] if c in batch else None) for c in LABEL_COLUMNS}
+        probs = row["probabilities"]
+        row["probabilities"] = None if probs is None else [float(v) for v in probs]
+        row.update(model_version=model_version, gan_version=gan_version, feature_version=feature_version,
+                   run_id=run_id, labelled_at=labelled_at)
+        rows.append(row)
+    return labels_table(rows, classes)
+
+
+def load_gan_for(gan_url: str, cnn: CNNBundle, device: str | None = None) -> tuple[Generator, GANBundle]:
+    """Load the GAN bundle at ``gan_url``, refusing one trained for another CNN bundle or feature version."""
+    return load_gan_bundle(gan_url, cnn_version=cnn.version, feature_version=cnn.feature_version,
+                           device=device)  # type: ignore[return-value]
+
+
+class GANStage:
+    """GAN refinement of the unclassified songs of a batch (see :mod:`genre_core.refine` for the rule).
+
+    Rows whose CNN status is not ``unclassified`` pass through unchanged; for the others the translated votes
+    may turn the row into ``gan_resolved`` with its genre. Adds ``cnn_status`` (the status before this stage)
+    and ``gan_input_slices`` (how many slices this stage translated for the row: 0 for every row it did not
+    process), and drops the ``slices`` payload.
+    """
+
+    def __init__(self, gan_url: str, cnn_url: str, device: str | None = None) -> None:
+        self.cnn, cnn_meta = load_cnn_bundle(cnn_url, device=device)
+        self.generator, self.meta = load_gan_for(gan_url, cnn_meta, device)
+        self.device = next(self.cnn.parameters()).device
+        self.classes = list(cnn_meta.classes)
+        self.params = {k: self.meta.refine[k] for k in ("top_k", "threshold", "cost_weight")}
+
+    @property
+    def version(self) -> str:
+        return self.meta.version
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        n = len(batch["status"])
+        status, genre = list(batch["status"]), list(batch["genre"])
+        n_translated = np.zeros(n, dtype=np.int64)
+        for i in range(n):
+            if status[i] != STATUS_UNCLASSIFIED:
+                continue
+            slices = torch.as_tensor(np.asarray(batch["slices"][i], np.float32), device=self.device)
+            with torch.inference_mode():
+                decision = refine_unclassified(status[i], slices, np.asarray(batch["probabilities"][i]),
+                                               self.generator, self.cnn, **self.params)
+            n_translated[i] = len(slices)
+            if decision is not None and decision.resolved:
+                status[i], genre[i] = STATUS_GAN_RESOLVED, self.classes[int(decision.genre_index)]
+        out = {k: v for k, v in batch.items() if k != "slices"}
+        out.update(cnn_status=batch["status"], status=_column(status), genre=_column(genre),
+                   gan_input_slices=n_translated)
+        return out

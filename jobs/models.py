@@ -1,0 +1,47 @@
+"""Which model bundles a job uses: a folder with ``cnn/`` and, optionally, ``gan/``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from genre_core import storage
+from genre_core.artifacts import load_cnn_bundle
+from genre_core.features import feature_version
+
+DEFAULT_MODELS = str(Path(__file__).resolve().parents[1] / "models" / "default")
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    cnn_url: str
+    gan_url: str | None
+    cnn_version: str
+    gan_version: str | None
+    feature_version: str
+    classes: list[str]
+
+
+def resolve_models(models: str | None, use_gan: bool = True) -> ModelSet:
+    """Check the bundles under ``models`` (default: $GENRE_TAGGER_MODELS or the repo's models/default) and
+    read their versions. Raises FileNotFoundError with what to do when the CNN bundle is missing."""
+    root = storage.absolute(models or os.environ.get("GENRE_TAGGER_MODELS") or DEFAULT_MODELS)
+    cnn_url = storage.join(root, "cnn")
+    fs, path = storage.filesystem(storage.join(cnn_url, "bundle.json"))
+    if not fs.exists(path):
+        raise FileNotFoundError(
+            f"no CNN bundle at {cnn_url} (expected {cnn_url}/bundle.json). Train one with "
+            f"`genre-job train cnn --catalog CATALOG --out {cnn_url}` or pass --models FOLDER."
+        )
+    _, cnn = load_cnn_bundle(cnn_url)
+    gan_url, gan_version = None, None
+    if use_gan:
+        fs, path = storage.filesystem(storage.join(root, "gan", "bundle.json"))
+        if fs.exists(path):
+            from genre_core.stages import load_gan_for
+
+            gan_url = storage.join(root, "gan")
+            gan_version = load_gan_for(gan_url, cnn)[1].version
+    return ModelSet(cnn_url=cnn_url, gan_url=gan_url, cnn_version=cnn.version, gan_version=gan_version,
+                    feature_version=feature_version(cnn.feature_config), classes=list(cnn.classes))

@@ -1,0 +1,48 @@
+"""Ray resources of the labelling job (infrastructure, not algorithm): pool sizes, CPUs/GPUs, batch sizes.
+
+Read from the ``resources:`` section of the job's YAML config; unknown keys are rejected. On a machine
+without GPUs set ``num_gpus: 0`` and the same actors run on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import yaml
+
+from genre_core.config import ConfigError, from_dict
+
+
+@dataclass(frozen=True)
+class DecodeResources:
+    num_cpus: float = 1.0
+    songs_per_block: int = 4      # songs per Ray task (one block)
+
+
+@dataclass(frozen=True)
+class PoolResources:
+    concurrency: int = 1          # actors in the pool
+    num_cpus: float = 0.5         # fractional, so that decode tasks still get cores on small machines
+    num_gpus: float = 0.0
+    batch_size: int = 16          # songs per actor call
+    device: str = "auto"          # auto | cpu | cuda
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    decode: DecodeResources = field(default_factory=DecodeResources)
+    cnn: PoolResources = field(default_factory=PoolResources)
+    gan: PoolResources = field(default_factory=lambda: PoolResources(batch_size=4))
+    rows_per_part: int = 10_000   # label rows per published Parquet file
+    torch_threads: int = 1        # per actor
+
+
+def load_resources(path: str | None) -> ResourcesConfig:
+    """The ``resources`` section of a YAML config (defaults when ``path`` is None or the section is absent)."""
+    if path is None:
+        return ResourcesConfig()
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return from_dict(ResourcesConfig, data.get("resources"), "resources")

@@ -1,0 +1,149 @@
+"""The labelling job on a real local Ray cluster, reading and writing S3 (moto server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+
+from genre_core import storage
+from genre_core.artifacts import load_cnn_bundle, save_cnn_bundle
+from genre_core.label_store import Manifest, RunWriter, latest_labels, manifests
+from genre_core.labelling import CNNVoter
+from genre_core.schema import LABEL_COLUMNS, read_parquet
+from genre_core.stages import DecodeStage, GANStage
+from jobs import label, make_catalog
+from jobs.models import DEFAULT_MODELS, resolve_models
+
+CONFIG = "configs/label-local.yaml"
+
+
+def _run(module, *argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    module.build_parser(parser)
+    return module.run(parser.parse_args(list(argv)))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def s3_catalog(s3_endpoint, tmp_path_factory):
+    """50 songs rendered into S3: 3 in-domain and 2 shifted per genre (the shifted ones are often ambiguous)."""
+    from genre_core.storage import s3_filesystem
+
+    fs = s3_filesystem()
+    fs.mkdir("label-job")
+    base = "s3://label-job/catalog"
+    assert _run(make_catalog, "--per-genre", "3", "--seed", "11", "--out", f"{base}/default") == 0
+    assert _run(make_catalog, "--per-genre", "2", "--seed", "11", "--preset", "shifted",
+                "--out", f"{base}/shifted") == 0
+    df = pd.concat([read_parquet(f"{base}/default/catalog.parquet").to_pandas(),
+                    read_parquet(f"{base}/shifted/catalog.parquet").to_pandas()], ignore_index=True)
+    return df
+
+
+def _write_catalog(df: pd.DataFrame, url: str) -> None:
+    fs, path = storage.filesystem(url)
+    with fs.open(path, "wb") as fh:
+        df.to_parquet(fh)
+
+
+def _reference(df: pd.DataFrame, models) -> pd.DataFrame:
+    """The same songs labelled in this process by calling the genre_core stages directly, one song at a time."""
+    _, cnn = load_cnn_bundle(models.cnn_url)
+    decode, voter = DecodeStage(cnn.feature_config), CNNVoter(models.cnn_url, device="cpu")
+    gan = GANStage(models.gan_url, models.cnn_url, device="cpu")
+    rows = []
+    for tid, uri in zip(df["track_id"], df["audio_uri"], strict=True):
+        batch = gan(voter(decode({"track_id": np.array([tid], object), "audio_uri": np.array([uri], object)})))
+        rows.append({k: batch[k][0] for k in ("track_id", "status", "cnn_status", "genre", "probabilities")})
+    return pd.DataFrame(rows).set_index("track_id")
+
+
+def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(local_ray, s3_catalog):
+    models = resolve_models(DEFAULT_MODELS)
+    assert models.gan_url is not None, "the repo ships a GAN bundle in models/default/gan"
+    first = s3_catalog.iloc[:40]
+    _write_catalog(first, "s3://label-job/nightly/catalog.parquet")
+    assert _run(label, "--catalog", "s3://label-job/nightly/catalog.parquet", "--output",
+                "s3://label-job/nightly/labels", "--config", CONFIG) == 0
+
+    got = latest_labels("s3://label-job/nightly/labels")
+    assert len(got) == 40 and got["track_id"].is_unique and set(got["track_id"]) == set(first["track_id"])
+    assert list(got.columns) == list(LABEL_COLUMNS)
+    ref = _reference(first, models)
+    got = got.set_index("track_id")
+    for tid, r in ref.iterrows():
+        assert got.at[tid, "status"] == r["status"], tid
+        assert (got.at[tid, "genre"] if isinstance(got.at[tid, "genre"], str) else None) == r["genre"], tid
+        np.testing.assert_allclose(got.at[tid, "probabilities"], r["probabilities"], atol=1e-5)
+
+    n_unclassified_by_cnn = int((ref["cnn_status"] == "unclassified").sum())
+    assert n_unclassified_by_cnn > 0, "the test catalog must contain songs the CNN leaves unclassified"
+    stats = manifests("s3://label-job/nightly/labels")[-1].stats
+    assert stats["cnn_unclassified"] == n_unclassified_by_cnn
+    assert stats["gan_songs"] == n_unclassified_by_cnn  # the GAN pool translated these songs and no others
+
+    # nightly: 10 new tracks -> exactly those 10 are labelled
+    _write_catalog(s3_catalog, "s3://label-job/nightly/catalog.parquet")
+    assert _run(label, "--catalog", "s3://label-job/nightly/catalog.parquet", "--output",
+                "s3://label-job/nightly/labels", "--config", CONFIG) == 0
+    runs = manifests("s3://label-job/nightly/labels")
+    assert len(runs) == 2 and runs[-1].n_rows == 10
+    after = latest_labels("s3://label-job/nightly/labels")
+    assert len(after) == 50 and after["track_id"].is_unique
+    new_ids = set(s3_catalog["track_id"].iloc[40:])
+    assert set(after.loc[after["run_id"] == runs[-1].run_id, "track_id"]) == new_ids
+
+
+def test_backfill_with_a_new_model_is_invisible_until_published(local_ray, s3_catalog, tmp_path):
+    out = "s3://label-job/backfill/labels"
+    cat = "s3://label-job/backfill/catalog.parquet"
+    _write_catalog(s3_catalog.iloc[:12], cat)
+    assert _run(label, "--catalog", cat, "--output", out, "--config", CONFIG) == 0
+    old = resolve_models(DEFAULT_MODELS)
+
+    # a new model version: the same weights saved again as a new bundle (new version string)
+    model, meta = load_cnn_bundle(old.cnn_url)
+    new_models = tmp_path / "models"
+    save_cnn_bundle(str(new_models / "cnn"), model, dataclasses.replace(meta, created_at="", version=""))
+    new = resolve_models(str(new_models))
+    assert new.cnn_version != old.cnn_version and new.gan_url is None
+
+    # nightly with the new model relabels everything too (versions differ); here: a run that stages
+    # but dies before publishing is invisible to readers
+    writer = RunWriter(out, Manifest(run_id="crashed", mode="backfill", catalog=cat, model_version=new.cnn_version,
+                                     gan_version=None, feature_version=new.feature_version, classes=new.classes))
+    from jobs import label_pipeline
+
+    label_pipeline.label_tracks(s3_catalog.iloc[:12], new, label.load_resources(CONFIG), writer, "crashed")
+    assert (latest_labels(out)["model_version"] == old.cnn_version).all()
+
+    assert _run(label, "--catalog", cat, "--output", out, "--config", CONFIG, "--mode", "backfill",
+                "--models", str(new_models)) == 0
+    latest = latest_labels(out)
+    assert len(latest) == 12 and (latest["model_version"] == new.cnn_version).all()
+    assert [m.n_rows for m in manifests(out)] == [12, 12]
+    fs, root = storage.filesystem(out)
+    assert not fs.exists(root + "/_staging/crashed")  # the dead run's staging was cleaned up
+
+
+def test_dry_run_and_bad_catalog(local_ray, s3_catalog, capsys):
+    cat = "s3://label-job/dry/catalog.parquet"
+    _write_catalog(s3_catalog.iloc[:5], cat)
+    assert _run(label, "--catalog", cat, "--output", "s3://label-job/dry/labels", "--dry-run") == 0
+    assert "5 to label" in capsys.readouterr().out
+    assert manifests("s3://label-job/dry/labels") == []
+    dup = pd.concat([s3_catalog.iloc[:3], s3_catalog.iloc[:1]])
+    _write_catalog(dup, cat)
+    assert _run(label, "--catalog", cat, "--output", "s3://label-job/dry/labels") == 2
+    assert "duplicate track_id" in capsys.readouterr().err
