@@ -79,7 +79,9 @@ def labels_table(rows: pd.DataFrame | Sequence[dict[str, Any]], classes: Sequenc
     df = df[list(LABEL_COLUMNS)].copy()
     df["probabilities"] = [None if p is None else [float(v) for v in p] for p in df["probabilities"]]
     df["labelled_at"] = pd.to_datetime(df["labelled_at"], utc=True)
-    return pa.Table.from_pandas(df, schema=with_classes(LABELS_SCHEMA, classes), preserve_index=False)
+    schema = with_classes(LABELS_SCHEMA, classes)
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    return table.replace_schema_metadata(schema.metadata)  # the class list only, no pandas blob
 
 
 def read_parquet(url: str, columns: Sequence[str] | None = None) -> pa.Table:

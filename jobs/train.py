@@ -30,22 +30,28 @@ import pandas as pd
 from genre_core.config import AudioConfig, Config, ConfigError, FeatureConfig, load_config
 from genre_core.errors import TrackError
 from genre_core.schema import check_catalog_columns, read_parquet
-
-KINDS = ("cnn", "gan")
+from jobs import train_gan
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", choices=KINDS, help="what to train (cnn; gan comes later)")
-    parser.add_argument("--catalog", required=True, help="catalog Parquet file or folder (local or s3://)")
-    parser.add_argument("--out", required=True, help="bundle directory to write (local or s3://)")
-    parser.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="feature worker processes (default: os.cpu_count(); 1 = in-process)")
-    parser.add_argument("--target-accuracy", type=float, default=0.97,
-                        help="accuracy on classified validation songs that tau/margin must reach (0.97)")
-    parser.add_argument("--audio-root", default=None,
-                        help="if set, every audio_uri must lie inside it (relative URIs resolve against it)")
-    parser.add_argument("--limit", type=int, default=None, help="use at most N songs per genre and split (quick runs)")
+    sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
+    cnn = sub.add_parser("cnn", help="the slice CNN and its voting thresholds", description=__doc__,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    gan = sub.add_parser("gan", help="the GAN of the refinement stage, for a trained CNN bundle",
+                         description=train_gan.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train_gan.build_parser(gan)
+    cnn.add_argument("--catalog", required=True, help="catalog Parquet file or folder (local or s3://)")
+    cnn.add_argument("--out", required=True, help="bundle directory to write (local or s3://)")
+    cnn.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
+    cnn.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                     help="feature worker processes (default: os.cpu_count(); 1 = in-process)")
+    cnn.add_argument("--target-accuracy", type=float, default=0.97,
+                     help="accuracy on classified validation songs that tau/margin must reach (0.97)")
+    cnn.add_argument("--audio-root", default=None,
+                     help="if set, every audio_uri must lie inside it (relative URIs resolve against it)")
+    cnn.add_argument("--limit", type=int, default=None, help="use at most N songs per genre and split (quick runs)")
+
+
 
 
 # ---- feature workers (module-level so that spawned processes can import them) -----------------------
@@ -127,6 +133,8 @@ def class_list(genres: pd.Series) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.kind == "gan":
+        return train_gan.run(args)
     try:
         return _run_cnn(args)
     except (ConfigError, ValueError, FileNotFoundError) as exc:

@@ -180,6 +180,41 @@ def _stack(songs: Sequence[Song]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
+def _train_epoch(
+    model: SliceCNN, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+    gen: torch.Generator, augment: bool, device: torch.device,
+) -> dict[str, float]:
+    """One pass over the shuffled training slices; mean loss and slice accuracy."""
+    model.train()
+    perm = torch.randperm(len(x), generator=gen)
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(perm), batch_size):
+        idx = perm[i:i + batch_size]
+        xb = spec_augment(x[idx], gen) if augment else x[idx]
+        xb, yb = xb.to(device), y[idx].to(device)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += float(loss.detach()) * len(idx)
+        correct += int((logits.argmax(1) == yb).sum())
+    return {"train_loss": loss_sum / len(perm), "train_slice_accuracy": correct / len(perm)}
+
+
+def _validate(model: SliceCNN, songs: Sequence[Song], device: torch.device) -> dict[str, float]:
+    """Validation slice loss, slice accuracy and voted (forced-argmax) song accuracy."""
+    probs = slice_probabilities(model, [s.slices for s in songs], device=device)
+    labels = [s.genre_index for s in songs]
+    p_all = torch.from_numpy(np.concatenate(probs)).clamp_min(1e-12)
+    y_all = torch.from_numpy(np.concatenate([np.full(len(p), g) for p, g in zip(probs, labels, strict=True)]))
+    return {
+        "val_loss": float(F.nll_loss(p_all.log(), y_all)),
+        "val_slice_accuracy": float((p_all.argmax(1) == y_all).float().mean()),
+        "val_song_accuracy": float(np.mean([p.sum(0).argmax() == g for p, g in zip(probs, labels, strict=True)])),
+    }
+
+
 def train_cnn(
     train_songs: Sequence[Song],
     val_songs: Sequence[Song],
@@ -225,30 +260,10 @@ def train_cnn(
     t_train = time.perf_counter()
     for epoch in range(1, train_cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(len(x_train), generator=gen)
-        loss_sum, correct = 0.0, 0
-        for i in range(0, len(perm), train_cfg.batch_size):
-            idx = perm[i:i + train_cfg.batch_size]
-            xb = spec_augment(x_train[idx], gen) if augment else x_train[idx]
-            xb, yb = xb.to(device), y_train[idx].to(device)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-        row = {"epoch": epoch, "train_loss": loss_sum / len(perm), "train_slice_accuracy": correct / len(perm)}
+        row: dict[str, float] = {"epoch": epoch}
+        row.update(_train_epoch(model, opt, x_train, y_train, train_cfg.batch_size, gen, augment, device))
         if val_songs:
-            probs = slice_probabilities(model, [s.slices for s in val_songs], device=device)
-            p_all = torch.from_numpy(np.concatenate(probs)).clamp_min(1e-12)
-            y_all = torch.from_numpy(np.concatenate([np.full(len(p), g) for p, g in zip(probs, val_labels,
-                                                                                          strict=True)]))
-            row["val_loss"] = float(F.nll_loss(p_all.log(), y_all))
-            row["val_slice_accuracy"] = float((p_all.argmax(1) == y_all).float().mean())
-            row["val_song_accuracy"] = float(np.mean([p.sum(0).argmax() == g for p, g in zip(probs, val_labels,
-                                                                                            strict=True)]))
+            row.update(_validate(model, val_songs, device))
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         log("epoch {epoch}/{n}: train loss {train_loss:.4f} slice acc {train_slice_accuracy:.3f}".format(

@@ -108,7 +108,7 @@ def test_label_catalog_and_labels_table(bundle: str, tmp_path: Path) -> None:
     assert labels.loc[1, "status"] == "error" and (labels["run_id"] == "run-1").all()
     table = labels_table(labels, voter.classes)
     assert table.schema.equals(LABELS_SCHEMA, check_metadata=False)
-    assert classes_of(table.schema) == list(CLASSES)
+    assert classes_of(table.schema) == list(CLASSES) and set(table.schema.metadata) == {b"genre_tagger.classes"}
     assert table.column("probabilities").type == pa.list_(pa.float32())
 
 
