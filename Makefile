@@ -38,6 +38,11 @@ demo: setup
 		pd.read_parquet('$(DEMO)/catalog-shifted/catalog.parquet')]).to_parquet('$(DEMO)/catalog.parquet')"
 	$(BIN)/python -m jobs.label --catalog $(DEMO)/catalog.parquet --output $(DEMO)/labels --config configs/label-local.yaml
 	$(BIN)/python -m jobs.labels show --output $(DEMO)/labels
+	$(BIN)/python -m jobs.evaluate --labels $(DEMO)/labels/labels --truth $(DEMO)/catalog.parquet \
+		--out $(DEMO)/evaluation.json > /dev/null
+	@$(BIN)/python -c "import json; d = json.load(open('$(DEMO)/evaluation.json')); print(f\"against the true \
+		genres: accuracy {d['accuracy']:.3f} (forced vote), coverage {d['coverage']:.2f}, accuracy on decided \
+		songs {d['accuracy_on_classified']:.3f}; details in $(abspath $(DEMO))/evaluation.json\")"
 	@echo "labels: $(abspath $(DEMO))/labels/labels (published runs listed in $(abspath $(DEMO))/labels/_published)"
 
 # Rebuild the shipped default bundles from scratch: demo corpus (100 songs/genre) + shifted split, CNN, GAN.

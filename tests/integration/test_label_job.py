@@ -36,6 +36,30 @@ def local_ray():
 
 
 @pytest.fixture(scope="module")
+def models_with_gan(tmp_path_factory):
+    """The shipped CNN bundle plus a GAN bundle made for it (a seeded, untrained generator: this test is about
+    where the GAN stage runs and what it receives, not about translation quality, see issue 4)."""
+    import shutil
+
+    import torch
+
+    from genre_core.models.gan import GANBundle, GANModelConfig, Generator, save_gan_bundle
+
+    root = tmp_path_factory.mktemp("models")
+    shutil.copytree(f"{DEFAULT_MODELS}/cnn", root / "cnn")
+    _, cnn = load_cnn_bundle(str(root / "cnn"))
+    torch.manual_seed(0)
+    cfg = GANModelConfig()
+    generator = Generator(len(cnn.classes), cfg, n_mels=cnn.n_mels).eval()
+    save_gan_bundle(str(root / "gan"), generator, None, GANBundle(
+        classes=cnn.classes, model_config=cfg, cnn_version=cnn.version, feature_version=cnn.feature_version,
+        feature_config=cnn.feature_config, n_mels=cnn.n_mels, n_frames=cnn.n_frames,
+        refine={"top_k": 2, "threshold": 0.0, "cost_weight": 1.0},
+    ))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
 def s3_catalog(s3_endpoint, tmp_path_factory):
     """50 songs rendered into S3: 3 in-domain and 2 shifted per genre (the shifted ones are often ambiguous)."""
     from genre_core.storage import s3_filesystem
@@ -69,13 +93,14 @@ def _reference(df: pd.DataFrame, models) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("track_id")
 
 
-def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(local_ray, s3_catalog):
-    models = resolve_models(DEFAULT_MODELS)
-    assert models.gan_url is not None, "the repo ships a GAN bundle in models/default/gan"
+def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(local_ray, s3_catalog,
+                                                                             models_with_gan):
+    models = resolve_models(models_with_gan)
+    assert models.gan_url is not None
     first = s3_catalog.iloc[:40]
     _write_catalog(first, "s3://label-job/nightly/catalog.parquet")
     assert _run(label, "--catalog", "s3://label-job/nightly/catalog.parquet", "--output",
-                "s3://label-job/nightly/labels", "--config", CONFIG) == 0
+                "s3://label-job/nightly/labels", "--config", CONFIG, "--models", models_with_gan) == 0
 
     got = latest_labels("s3://label-job/nightly/labels")
     assert len(got) == 40 and got["track_id"].is_unique and set(got["track_id"]) == set(first["track_id"])
@@ -92,11 +117,14 @@ def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(loca
     stats = manifests("s3://label-job/nightly/labels")[-1].stats
     assert stats["cnn_unclassified"] == n_unclassified_by_cnn
     assert stats["gan_songs"] == n_unclassified_by_cnn  # the GAN pool translated these songs and no others
+    assert (ref["status"] == "gan_resolved").sum() > 0  # threshold 0: it decided them
+    assert (ref.loc[ref["cnn_status"] != "unclassified", "status"] == ref.loc[ref["cnn_status"] != "unclassified",
+                                                                               "cnn_status"]).all()
 
     # nightly: 10 new tracks -> exactly those 10 are labelled
     _write_catalog(s3_catalog, "s3://label-job/nightly/catalog.parquet")
     assert _run(label, "--catalog", "s3://label-job/nightly/catalog.parquet", "--output",
-                "s3://label-job/nightly/labels", "--config", CONFIG) == 0
+                "s3://label-job/nightly/labels", "--config", CONFIG, "--models", models_with_gan) == 0
     runs = manifests("s3://label-job/nightly/labels")
     assert len(runs) == 2 and runs[-1].n_rows == 10
     after = latest_labels("s3://label-job/nightly/labels")
