@@ -40,19 +40,18 @@ demo: setup
 	$(BIN)/python -m jobs.labels show --output $(DEMO)/labels
 	$(BIN)/python -m jobs.evaluate --labels $(DEMO)/labels/labels --truth $(DEMO)/catalog.parquet \
 		--out $(DEMO)/evaluation.json > /dev/null
-	@$(BIN)/python -c "import json; d = json.load(open('$(DEMO)/evaluation.json')); print(f\"against the true \
-		genres: accuracy {d['accuracy']:.3f} (forced vote), coverage {d['coverage']:.2f}, accuracy on decided \
-		songs {d['accuracy_on_classified']:.3f}; details in $(abspath $(DEMO))/evaluation.json\")"
+	@$(BIN)/python -c "import json; d = json.load(open('$(DEMO)/evaluation.json')); \
+		print('against the true genres: accuracy %.3f (forced vote), coverage %.2f, accuracy on decided songs %.3f' \
+		% (d['accuracy'], d['coverage'], d['accuracy_on_classified']))"
 	@echo "labels: $(abspath $(DEMO))/labels/labels (published runs listed in $(abspath $(DEMO))/labels/_published)"
 
-# Rebuild the shipped default bundles from scratch: demo corpus (100 songs/genre) + shifted split, CNN, GAN.
+# Rebuild the shipped default bundle from scratch: demo corpus (100 songs/genre) + shifted split, then the CNN.
+# (No GAN bundle is shipped until the GAN stage beats the forced vote on unclassified songs: see README.)
 models: setup
 	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --out $(CORPUS)/corpus
 	$(BIN)/python -m jobs.make_catalog --per-genre 20 --seed 0 --preset shifted --out $(CORPUS)/shifted
 	$(BIN)/python -m jobs.train cnn --catalog $(CORPUS)/corpus/catalog.parquet --out models/default/cnn \
 		--config configs/default.yaml
-	$(BIN)/python -m jobs.train gan --cnn models/default/cnn --catalog $(CORPUS)/corpus/catalog.parquet \
-		--out models/default/gan
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
