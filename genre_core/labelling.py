@@ -81,16 +81,16 @@ class CNNVoter:
             cols["n_slices"][i] = int(d.n_slices)
         out = dict(batch)
         for c in VOTE_COLUMNS:
-            out[c] = _column(cols[c])
-        out["error"] = _column(errors)
+            out[c] = as_column(cols[c])
+        out["error"] = as_column(errors)
         if self.drop_classified_slices:
             empty = np.zeros((0, self.bundle.n_mels, self.bundle.n_frames), np.float32)
-            out["slices"] = _column([s if st == "unclassified" else empty
+            out["slices"] = as_column([s if st == "unclassified" else empty
                                      for s, st in zip(slices, cols["status"], strict=True)])
         return out
 
 
-def _column(values: list[Any]) -> np.ndarray:
+def as_column(values: list[Any]) -> np.ndarray:
     """A 1-D numpy column; ragged or None-holding values become an object array (Ray's numpy batch format)."""
     if values and all(isinstance(v, (int, np.integer)) for v in values):
         return np.asarray(values, dtype=np.int64)

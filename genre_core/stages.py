@@ -20,7 +20,7 @@ from genre_core.audio import load_audio
 from genre_core.config import AudioConfig, FeatureConfig
 from genre_core.errors import TooShortError, TrackError
 from genre_core.features import song_slices, warm_up
-from genre_core.labelling import _column
+from genre_core.labelling import as_column
 from genre_core.models.gan import GANBundle, Generator, load_gan_bundle
 from genre_core.refine import refine_unclassified
 from genre_core.schema import (
@@ -65,8 +65,8 @@ class DecodeStage:
             statuses.append(status)
             errors.append(error)
         out = dict(batch)
-        out.update(slices=_column(slices), duration_s=_column(durations), status=_column(statuses),
-                   error=_column(errors))
+        out.update(slices=as_column(slices), duration_s=as_column(durations), status=as_column(statuses),
+                   error=as_column(errors))
         return out
 
 
@@ -126,6 +126,6 @@ class GANStage:
             if decision is not None and decision.resolved:
                 status[i], genre[i] = STATUS_GAN_RESOLVED, self.classes[int(decision.genre_index)]
         out = {k: v for k, v in batch.items() if k != "slices"}
-        out.update(cnn_status=batch["status"], status=_column(status), genre=_column(genre),
+        out.update(cnn_status=batch["status"], status=as_column(status), genre=as_column(genre),
                    gan_input_slices=n_translated)
         return out
