@@ -113,17 +113,20 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(obj)))
 
 
-def load_config(path: str | None = None) -> Config:
-    """Read a YAML config file (or return the defaults when ``path`` is None)."""
-    if path is None:
-        return Config()
+def read_yaml(path: str) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (empty file: {}); anything else is a ConfigError."""
     import yaml
 
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return from_dict(Config, data)
+    return data
+
+
+def load_config(path: str | None = None) -> Config:
+    """Read a YAML config file (or return the defaults when ``path`` is None)."""
+    return Config() if path is None else from_dict(Config, read_yaml(path))
 
 
 def fingerprint(obj: Any, length: int = 12) -> str:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import yaml
-
-from genre_core.config import ConfigError, from_dict
+from genre_core.config import from_dict, read_yaml
 
 
 @dataclass(frozen=True)
@@ -41,8 +39,4 @@ def load_resources(path: str | None) -> ResourcesConfig:
     """The ``resources`` section of a YAML config (defaults when ``path`` is None or the section is absent)."""
     if path is None:
         return ResourcesConfig()
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return from_dict(ResourcesConfig, data.get("resources"), "resources")
+    return from_dict(ResourcesConfig, read_yaml(path).get("resources"), "resources")

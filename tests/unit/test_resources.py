@@ -1,0 +1,26 @@
+"""Ray resources come from the job config; unknown keys are rejected with the allowed ones named."""
+
+from __future__ import annotations
+
+import pytest
+
+from genre_core.config import ConfigError
+from jobs.resources import PoolResources, ResourcesConfig, load_resources
+
+
+def test_shipped_configs_load():
+    local = load_resources("configs/label-local.yaml")
+    assert local.cnn == PoolResources(concurrency=1, num_cpus=0.5, num_gpus=0, batch_size=16, device="cpu")
+    cluster = load_resources("configs/label-cluster.yaml")
+    assert cluster.cnn.num_gpus == 0.5 and cluster.gan.device == "cuda"
+    assert load_resources(None) == ResourcesConfig()
+
+
+def test_unknown_keys_are_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("resources:\n  cnn: {concurency: 2}\n")
+    with pytest.raises(ConfigError, match="concurency.*allowed"):
+        load_resources(str(bad))
+    bad.write_text("- just a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_resources(str(bad))
