@@ -2,9 +2,10 @@
 
 The GAN is tied to one CNN bundle (--cnn): it uses that bundle's feature config, translates slices of the
 songs of split 'train' (the CNN's training songs), and the refine parameters (top-k, cost weight,
-threshold) are chosen on the songs of split 'val' with the CNN's votes; 'test' songs are never read. The
-bundle names the CNN bundle's version and the feature_version, and loading it with another CNN refuses.
-Log-mels are decoded once and cached under --cache-dir (a .npy per catalog and feature version).
+threshold) are chosen on the songs of split 'val' with the CNN's votes; 'test' songs are never used (their
+log-mels are only decoded into the shared cache). The bundle names the CNN bundle's version and the
+feature_version, and loading it with another CNN refuses. Log-mels of the whole catalog are decoded once and
+cached under --cache-dir (a .npy per catalog and feature version).
 
 example:
   python -m jobs.train gan --cnn /work/models/cnn-default --catalog /work/corpus/default/catalog.parquet \\
