@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -79,7 +80,7 @@ class RunWriter:
     def write_part(self, table: pa.Table) -> None:
         """Stage one part (deterministic name ``part-<n>``); duplicate track_ids are refused."""
         ids = table.column("track_id").to_pylist()
-        dup = self._track_ids.intersection(ids) | {t for t in ids if ids.count(t) > 1}
+        dup = self._track_ids.intersection(ids) | {t for t, n in Counter(ids).items() if n > 1}
         if dup:
             raise PublishError(f"run {self.manifest.run_id} produced track(s) twice: {sorted(dup)[:10]}")
         self._track_ids.update(ids)

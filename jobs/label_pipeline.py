@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 import ray
 
-from genre_core.artifacts import load_cnn_bundle
 from genre_core.config import AudioConfig, FeatureConfig
 from genre_core.label_store import RunWriter
 from genre_core.labelling import CNNVoter
@@ -91,12 +90,11 @@ def _pass_through(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, audio_root: str | None):
-    _, cnn = load_cnn_bundle(models.cnn_url)
     rows = todo[["track_id", "audio_uri"]].reset_index(drop=True)
     k = max(1, res.decode.songs_per_block)
     blocks = [rows.iloc[i:i + k] for i in range(0, len(rows), k)]
     ds = ray.data.from_pandas(blocks)
-    ds = ds.map_batches(decode_batch, fn_kwargs={"feature_cfg": cnn.feature_config, "root": audio_root},
+    ds = ds.map_batches(decode_batch, fn_kwargs={"feature_cfg": models.feature_config, "root": audio_root},
                         batch_size=None, batch_format="numpy", num_cpus=res.decode.num_cpus)
     ds = ds.map_batches(
         CNNActor, fn_constructor_kwargs={"bundle_url": models.cnn_url, "device": _device(res.cnn),

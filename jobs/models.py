@@ -8,6 +8,7 @@ from pathlib import Path
 
 from genre_core import storage
 from genre_core.artifacts import load_cnn_bundle
+from genre_core.config import FeatureConfig
 from genre_core.features import feature_version
 
 DEFAULT_MODELS = str(Path(__file__).resolve().parents[1] / "models" / "default")
@@ -20,6 +21,7 @@ class ModelSet:
     cnn_version: str
     gan_version: str | None
     feature_version: str
+    feature_config: FeatureConfig
     classes: list[str]
 
 
@@ -44,4 +46,5 @@ def resolve_models(models: str | None, use_gan: bool = True) -> ModelSet:
             gan_url = storage.join(root, "gan")
             gan_version = load_gan_for(gan_url, cnn)[1].version
     return ModelSet(cnn_url=cnn_url, gan_url=gan_url, cnn_version=cnn.version, gan_version=gan_version,
-                    feature_version=feature_version(cnn.feature_config), classes=list(cnn.classes))
+                    feature_version=feature_version(cnn.feature_config), feature_config=cnn.feature_config,
+                    classes=list(cnn.classes))
