@@ -147,7 +147,8 @@ def _bass_part(plan, style, chords, bars, rng) -> list[Note]:
         if bars[min(int(t0 // 4), len(bars) - 1)] < 0.5 and rng.random() < 0.5:
             continue
         root = chord_root(plan.key_root, numeral, style.bass_octave)
-        tones = [root + (p - chord_pitches(plan.key_root, numeral)[0]) for p in chord_pitches(plan.key_root, numeral)]
+        pitches = chord_pitches(plan.key_root, numeral)
+        tones = [root + p - pitches[0] for p in pitches]
         fifth = tones[2] if len(tones) > 2 else root + 7
         nxt = chord_root(plan.key_root, chords[(idx + 1) % len(chords)][2], style.bass_octave)
         for beat, dur, pitch, accent in _bass_rhythm(plan.bass_style, length, root, tones, fifth, nxt, scale,
@@ -255,7 +256,7 @@ def _lead_part(plan, chords, bars, rng, channel: int = 2) -> list[Note]:
     """A motif of two bars, repeated with variation; chord tones on strong beats, scale steps between."""
     pool = scale_pitches(plan.key_root, plan.scale, 60, 84)
     motif_len, density = 8.0, plan.lead_density
-    onsets = np.sort(rng.choice(np.arange(0, motif_len, 0.5), size=max(2, int(motif_len * density / 2) * 2 // 2),
+    onsets = np.sort(rng.choice(np.arange(0, motif_len, 0.5), size=max(2, int(motif_len * density / 2)),
                                 replace=False)) if density < 2 else np.arange(0, motif_len, 1 / density)
     idx = int(rng.integers(len(pool) // 3, 2 * len(pool) // 3))
     steps = rng.choice([-2, -1, -1, 1, 1, 2, 3, -3, 0], size=len(onsets))
