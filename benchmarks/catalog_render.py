@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import record  # noqa: E402
 
 from jobs import make_catalog  # noqa: E402
+from jobs.cli import run_job  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,10 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-catalog-") as tmp:
         out = args.out or tmp
         job_args = ["--per-genre", str(args.per_genre), "--preset", args.preset, "--out", out]
-        job_parser = argparse.ArgumentParser()
-        make_catalog.build_parser(job_parser)
         started = time.perf_counter()
-        if make_catalog.run(job_parser.parse_args(job_args)) != 0:
+        if run_job(make_catalog, job_args) != 0:
             return 1
         elapsed = time.perf_counter() - started
     songs = args.per_genre * 10

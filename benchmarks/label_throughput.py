@@ -19,6 +19,7 @@ from _results import record  # noqa: E402
 
 from genre_core.label_store import manifests  # noqa: E402
 from jobs import label  # noqa: E402
+from jobs.cli import run_job  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         job = ["--catalog", args.catalog, "--output", out, "--config", args.config, "--mode", "backfill",
                "--limit", str(args.limit)] + (["--models", args.models] if args.models else []) \
             + (["--no-gan"] if args.no_gan else [])
-        job_parser = argparse.ArgumentParser()
-        label.build_parser(job_parser)
         started = time.perf_counter()
-        if label.run(job_parser.parse_args(job)) != 0:
+        if run_job(label, job) != 0:
             return 1
         wall = time.perf_counter() - started
         m = manifests(out)[-1]

@@ -48,5 +48,10 @@ def run_module(module_doc: str | None, build_parser, run, argv: list[str] | None
     return int(run(parser.parse_args(argv)) or 0)
 
 
+def run_job(module, argv: list[str]) -> int:
+    """Run a job module (``jobs.<name>``) with command-line arguments ``argv``, as its ``__main__`` would."""
+    return run_module(module.__doc__, module.build_parser, module.run, argv)
+
+
 if __name__ == "__main__":
     sys.exit(main())

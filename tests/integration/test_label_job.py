@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
@@ -17,15 +16,14 @@ from genre_core.labelling import CNNVoter
 from genre_core.schema import LABEL_COLUMNS, read_parquet
 from genre_core.stages import DecodeStage, GANStage
 from jobs import label, make_catalog
+from jobs.cli import run_job
 from jobs.models import DEFAULT_MODELS, resolve_models
 
 CONFIG = "configs/label-local.yaml"
 
 
 def _run(module, *argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    module.build_parser(parser)
-    return module.run(parser.parse_args(list(argv)))
+    return run_job(module, list(argv))
 
 
 @pytest.fixture(scope="module")

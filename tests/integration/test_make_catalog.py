@@ -15,12 +15,11 @@ from genre_core import storage
 from genre_core.config import GENRES
 from genre_core.synth import render
 from jobs import make_catalog
+from jobs.cli import run_job
 
 
 def _run(*args: str) -> int:
-    parser = make_catalog.argparse.ArgumentParser()
-    make_catalog.build_parser(parser)
-    return make_catalog.run(parser.parse_args(list(args)))
+    return run_job(make_catalog, list(args))
 
 
 @pytest.fixture(scope="module")

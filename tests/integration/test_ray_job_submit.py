@@ -13,6 +13,7 @@ import pytest
 
 from genre_core.label_store import latest_labels
 from jobs import make_catalog
+from jobs.cli import run_job
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -45,11 +46,7 @@ def head_node(tmp_path):
 
 def test_ray_job_submit_labels_a_catalog(head_node, tmp_path):
     address, env = head_node
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    make_catalog.build_parser(parser)
-    assert make_catalog.run(parser.parse_args(["--per-genre", "1", "--out", str(tmp_path / "cat")])) == 0
+    assert run_job(make_catalog, ["--per-genre", "1", "--out", str(tmp_path / "cat")]) == 0
     out = tmp_path / "labels"
     proc = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
