@@ -29,7 +29,7 @@ import pandas as pd
 
 from genre_core.config import AudioConfig, Config, ConfigError, FeatureConfig, load_config
 from genre_core.errors import TrackError
-from genre_core.schema import check_catalog_columns, read_parquet
+from genre_core.schema import check_catalog_columns, read_catalog
 from jobs import train_gan
 
 
@@ -155,14 +155,11 @@ def _run_cnn(args: argparse.Namespace) -> int:
     phases: dict[str, float] = {}
     cfg = load_config(args.config)
     t0 = time.perf_counter()
-    df = read_parquet(args.catalog).to_pandas()
+    df = read_catalog(args.catalog)  # validated: readable, track_id unique and never null
     check_catalog_columns(list(df.columns), extra=("genre",))
     if "split" not in df.columns:
         df["split"] = "train"
     df = df[df["genre"].notna()].copy()
-    df["track_id"] = df["track_id"].astype(str)
-    if df["track_id"].duplicated().any():
-        raise ValueError("catalog track_id values are not unique")
     if args.limit:
         df = df.groupby(["split", "genre"], group_keys=False).head(args.limit)
     classes = class_list(df["genre"])

@@ -147,13 +147,10 @@ def load_catalog_mels(
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The catalog rows (of ``splits`` if given, with a genre) and their log-mels (all of the catalog's songs
     are decoded and cached together, so one cache serves every split)."""
-    from genre_core.schema import check_catalog_columns, read_parquet
+    from genre_core.schema import check_catalog_columns, read_catalog
 
-    df = read_parquet(catalog).to_pandas()
+    df = read_catalog(catalog)  # validated: readable, track_id unique and never null
     check_catalog_columns(list(df.columns), extra=("genre",))
-    df["track_id"] = df["track_id"].astype(str)
-    if df["track_id"].duplicated().any():
-        raise ValueError("catalog track_id values are not unique")
     mels, errors = cached_log_mels(df["track_id"].tolist(), df["audio_uri"].astype(str).tolist(), feature_cfg,
                                    cache_dir, workers, root)
     if errors:
