@@ -1,11 +1,14 @@
 """Ray wiring of the labelling job: where each genre_core stage runs and with which resources.
 
-    catalog rows --(blocks of songs)--> decode tasks (DecodeStage, CPU)
+    catalog rows --(blocks of songs)--> decode actor pool (DecodeStage, CPU)
       --> CNN actor pool (CNNVoter; classified songs drop their spectrograms)
       --> GAN actor pool (GANStage; only unclassified songs carry spectrograms, others pass untouched)
       --> driver: label rows -> staged Parquet parts (RunWriter)
 
-One linear Ray Data pipeline (no filter + union, which would re-run the upstream stages).
+One linear Ray Data pipeline (no filter + union, which would re-run the upstream stages). Every stage is an
+actor pool: a worker process imports torch/librosa and builds its mel filters once, whereas stateless decode
+tasks ran in workers that Ray retired whenever they idled under back-pressure, paying that start-up again
+(about 6 CPU-seconds per new worker; see benchmarks/RESULTS.md, "profile of the labelling job").
 """
 
 from __future__ import annotations
@@ -50,25 +53,31 @@ def _device(pool: PoolResources) -> str:
     return "cuda" if pool.num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-_DECODERS: dict[tuple, DecodeStage] = {}
+class DecodeActor(DecodeStage):
+    """Decode pool: audio -> log-mel slices, CPU only."""
 
-
-def decode_batch(batch: dict[str, Any], feature_cfg: FeatureConfig, root: str | None) -> dict[str, Any]:
-    """Ray task body: one DecodeStage per worker process (warm-up paid once), applied to a block of songs."""
-    key = (feature_cfg, root)
-    if key not in _DECODERS:
-        _DECODERS[key] = DecodeStage(feature_cfg, AudioConfig(sample_rate=feature_cfg.sample_rate), root)
-    return _DECODERS[key](batch)
+    def __init__(self, feature_cfg: FeatureConfig, root: str | None) -> None:
+        super().__init__(feature_cfg, AudioConfig(sample_rate=feature_cfg.sample_rate), root)
 
 
 class CNNActor(CNNVoter):
-    """Pool 1: batched CNN + voting; classified and error rows leave their spectrograms here."""
+    """Pool 1: batched CNN + voting. Classified and error rows leave their spectrograms here; without a GAN stage
+    after it (``last_stage``) every row does, and the row is final (``cnn_status`` = ``status``)."""
 
-    def __init__(self, bundle_url: str, device: str, torch_threads: int) -> None:
+    def __init__(self, bundle_url: str, device: str, torch_threads: int, last_stage: bool) -> None:
         import torch
 
         torch.set_num_threads(torch_threads)
         super().__init__(bundle_url, device=device, drop_classified_slices=True)
+        self.last_stage = last_stage
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = super().__call__(batch)
+        if self.last_stage:
+            del out["slices"]
+            out["cnn_status"] = out["status"]
+            out["gan_input_slices"] = np.zeros(len(out["status"]), dtype=np.int64)
+        return out
 
 
 class GANActor(GANStage):
@@ -81,24 +90,19 @@ class GANActor(GANStage):
         super().__init__(gan_url, cnn_url, device=device)
 
 
-def _pass_through(batch: dict[str, Any]) -> dict[str, Any]:
-    """Without a GAN: keep the CNN's decision and drop the spectrograms."""
-    out = {k: v for k, v in batch.items() if k != "slices"}
-    out["cnn_status"] = batch["status"]
-    out["gan_input_slices"] = np.zeros(len(batch["status"]), dtype=np.int64)
-    return out
-
-
 def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, audio_root: str | None):
-    rows = todo[["track_id", "audio_uri"]].reset_index(drop=True)
+    rows = todo[["track_id", "audio_uri"]].to_dict("records")
     k = max(1, res.decode.songs_per_block)
-    blocks = [rows.iloc[i:i + k] for i in range(0, len(rows), k)]
-    ds = ray.data.from_pandas(blocks)
-    ds = ds.map_batches(decode_batch, fn_kwargs={"feature_cfg": models.feature_config, "root": audio_root},
-                        batch_size=None, batch_format="numpy", num_cpus=res.decode.num_cpus)
+    # from_items builds the blocks in the driver (from_pandas would start a metadata task per block)
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // k)))
+    ds = ds.map_batches(
+        DecodeActor, fn_constructor_kwargs={"feature_cfg": models.feature_config, "root": audio_root},
+        compute=ray.data.ActorPoolStrategy(size=res.decode.concurrency), batch_size=None,
+        batch_format="numpy", num_cpus=res.decode.num_cpus,
+    )
     ds = ds.map_batches(
         CNNActor, fn_constructor_kwargs={"bundle_url": models.cnn_url, "device": _device(res.cnn),
-                                         "torch_threads": res.torch_threads},
+                                         "torch_threads": res.torch_threads, "last_stage": not models.gan_url},
         compute=ray.data.ActorPoolStrategy(size=res.cnn.concurrency), batch_size=res.cnn.batch_size,
         batch_format="numpy", num_cpus=res.cnn.num_cpus, num_gpus=res.cnn.num_gpus,
     )
@@ -109,8 +113,6 @@ def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, au
             compute=ray.data.ActorPoolStrategy(size=res.gan.concurrency), batch_size=res.gan.batch_size,
             batch_format="numpy", num_cpus=res.gan.num_cpus, num_gpus=res.gan.num_gpus,
         )
-    else:
-        ds = ds.map_batches(_pass_through, batch_format="numpy", batch_size=None, num_cpus=0.25)
     return ds
 
 

@@ -13,14 +13,15 @@ from genre_core.config import from_dict, read_yaml
 
 @dataclass(frozen=True)
 class DecodeResources:
-    num_cpus: float = 1.0
-    songs_per_block: int = 4      # songs per Ray task (one block)
+    concurrency: int = 2          # decode actors (CPU only)
+    num_cpus: float = 0.5
+    songs_per_block: int = 4      # songs per decode call (one block)
 
 
 @dataclass(frozen=True)
 class PoolResources:
     concurrency: int = 1          # actors in the pool
-    num_cpus: float = 0.5         # fractional, so that decode tasks still get cores on small machines
+    num_cpus: float = 0.5         # fractional: on small machines the pools share the cores
     num_gpus: float = 0.0
     batch_size: int = 16          # songs per actor call
     device: str = "auto"          # auto | cpu | cuda

@@ -84,9 +84,10 @@ def slice_probabilities(
     allx = np.concatenate([s for s in slices if len(s)], axis=0)
     model.eval()
     out = np.empty((len(allx), model.n_classes), dtype=np.float32)
-    for i in range(0, len(allx), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(allx[i:i + batch_size], dtype=np.float32)).to(device)
-        out[i:i + batch_size] = torch.softmax(model(x), dim=-1).float().cpu().numpy()
+    with torch.inference_mode():
+        for i in range(0, len(allx), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(allx[i:i + batch_size], dtype=np.float32)).to(device)
+            out[i:i + batch_size] = torch.softmax(model(x), dim=-1).float().cpu().numpy()
     return np.split(out, np.cumsum(counts)[:-1])
 
 
