@@ -19,10 +19,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
     os.environ[_var] = "1"  # before numpy is imported
 
 import argparse
-import datetime
 import glob
 import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -34,11 +32,13 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import record
+
 from genre_core.audio import load_audio
 from genre_core.config import AudioConfig, FeatureConfig
 from genre_core.features import song_slices, warm_up
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
@@ -99,26 +99,6 @@ def time_round(fn: Callable[[str], np.ndarray], files: list[str]) -> tuple[float
     for path in files:
         fn(path)
     return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def append_results(entry: str) -> None:
-    if not RESULTS.exists():
-        RESULTS.write_text(
-            "# Benchmark results\n\nAppended by the scripts in benchmarks/ (newest last). "
-            "x-real-time = seconds of audio processed per second of one pinned core.\n"
-        )
-    with RESULTS.open("a", encoding="utf-8") as fh:
-        fh.write(entry)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,18 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         import librosa
         import scipy
 
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        cmd = shlex.join(["python", "benchmarks/frontend.py", *(sys.argv[1:] if argv is None else argv)])
-        machine = f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} logical CPUs"
-        versions = (
-            f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
-            f"librosa {librosa.__version__}, soundfile {sf.__version__}"
-        )
-        body = "\n".join(f"- {line}" for line in lines)
-        append_results(
-            f"\n## frontend: {now}\n\n- command: `{cmd}`\n- machine: {machine}\n- {versions}\n{body}\n"
-        )
-        print(f"appended to {RESULTS}")
+        versions = (f"- python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
+                    f"librosa {librosa.__version__}, soundfile {sf.__version__}")
+        record("Front end: decode + resample + log-mel + slicing vs naive librosa", [versions]
+               + [f"- {line}" for line in lines], argv)
     return 0
 
 

@@ -1,0 +1,122 @@
+"""End to end: the Ray labelling job against a plain single-process loop over the same genre_core stages.
+
+  python benchmarks/end_to_end.py --catalog /work/final/corpus/catalog.parquet --limit 400 [--models DIR]
+
+Both label the same first ``--limit`` rows with the same model bundles:
+
+  single process  one song at a time: DecodeStage -> CNNVoter -> GANStage (when the models have a GAN bundle),
+                  i.e. the loop a user would write around genre_core, torch with its default threads;
+  Ray job         ``python -m jobs.label`` (local Ray on all of this machine's CPUs, --config), run in-process.
+
+The audio files are read once beforehand so that both runs start with a warm page cache. The labels of the two
+runs are compared (status, genre, vote shares) before any figure is recorded: a faster run that labels
+differently would not count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import record  # noqa: E402
+
+from genre_core.label_store import latest_labels, manifests  # noqa: E402
+from genre_core.labelling import CNNVoter  # noqa: E402
+from genre_core.schema import read_catalog  # noqa: E402
+from genre_core.stages import DecodeStage, GANStage  # noqa: E402
+from jobs import label  # noqa: E402
+from jobs.cli import run_job  # noqa: E402
+from jobs.models import DEFAULT_MODELS, resolve_models  # noqa: E402
+
+
+def single_process(df: pd.DataFrame, models) -> pd.DataFrame:
+    """Label ``df`` song by song in this process; one row per song (track_id, status, genre, probabilities)."""
+    decode = DecodeStage(models.feature_config)
+    voter = CNNVoter(models.cnn_url, device="cpu")
+    gan = GANStage(models.gan_url, models.cnn_url, device="cpu") if models.gan_url else None
+    rows = []
+    for tid, uri in zip(df["track_id"], df["audio_uri"], strict=True):
+        batch = voter(decode({"track_id": np.array([tid], object), "audio_uri": np.array([uri], object)}))
+        if gan is not None:
+            batch = gan(batch)
+        rows.append({"track_id": tid, "status": batch["status"][0], "genre": batch["genre"][0],
+                     "probabilities": np.asarray(batch["probabilities"][0], np.float64)})
+    return pd.DataFrame(rows).set_index("track_id")
+
+
+def compare(ours: pd.DataFrame, ray_labels: pd.DataFrame) -> str:
+    """Raise unless both runs gave every song the same status, genre and (to float tolerance) vote shares."""
+    ray_labels = ray_labels.set_index("track_id").loc[ours.index]
+    same_status = (ours["status"] == ray_labels["status"]).all()
+    same_genre = (ours["genre"].fillna("") == ray_labels["genre"].fillna("")).all()
+    diff = max(float(np.abs(a - np.asarray(b, np.float64)).max())
+               for a, b in zip(ours["probabilities"], ray_labels["probabilities"], strict=True))
+    if not (same_status and same_genre and diff < 1e-4):
+        raise SystemExit(f"outputs differ: status equal {same_status}, genre equal {same_genre}, "
+                         f"max vote-share difference {diff:.2g}")
+    return f"identical labels (status and genre for every song; vote shares within {diff:.1g})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", required=True)
+    parser.add_argument("--limit", type=int, default=400)
+    parser.add_argument("--models", default=DEFAULT_MODELS)
+    parser.add_argument("--config", default="configs/label-local.yaml")
+    parser.add_argument("--no-gan", action="store_true", help="CNN path only, in both runs")
+    args = parser.parse_args(argv)
+
+    df = read_catalog(args.catalog).iloc[: args.limit].reset_index(drop=True)
+    models = resolve_models(args.models, use_gan=not args.no_gan)
+    for uri in df["audio_uri"]:  # warm page cache for both runs
+        with open(uri, "rb") as fh:
+            fh.read()
+
+    started = time.perf_counter()
+    ours = single_process(df, models)
+    single_s = time.perf_counter() - started
+
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        catalog = os.path.join(tmp, "catalog.parquet")
+        df.to_parquet(catalog)
+        job = ["--catalog", catalog, "--output", os.path.join(tmp, "labels"), "--config", args.config,
+               "--models", args.models, "--mode", "backfill"] + (["--no-gan"] if args.no_gan else [])
+        started = time.perf_counter()
+        if run_job(label, job) != 0:
+            return 1
+        ray_s = time.perf_counter() - started
+        verdict = compare(ours, latest_labels(os.path.join(tmp, "labels")))
+        pipeline_s = manifests(os.path.join(tmp, "labels"))[-1].stats["pipeline_s"]
+
+    n = len(df)
+    ratio = single_s / ray_s
+    gan = "CNN + GAN" if models.gan_url else "CNN only"
+    lines = [
+        f"- {n} songs of {args.catalog} ({gan}; {dict(ours['status'].value_counts())}); {verdict}",
+        f"- single process (DecodeStage -> CNNVoter{' -> GANStage' if models.gan_url else ''}, song by song, "
+        f"torch threads {torch_threads()}): {single_s:.1f} s, **{n / single_s:.2f} songs/s**",
+        f"- Ray job on {os.cpu_count()} CPUs ({args.config}, Ray start-up and publishing included): "
+        f"{ray_s:.1f} s, **{n / ray_s:.2f} songs/s** (pipeline alone, first song in to last label staged: "
+        f"{n / pipeline_s:.2f} songs/s)",
+        f"- **Ray job / single process: {ratio:.2f}x** (target >= 1.6x: {'met' if ratio >= 1.6 else 'NOT met'})",
+    ]
+    print("\n".join(lines))
+    record("End to end: Ray job vs single process", lines, argv)
+    return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
