@@ -76,14 +76,15 @@ def build_report(req: ReportRequest, progress: Callable[[str], None] | None = No
         _gan_stage(ev),
         _ablation(req.ablation_path, notes),
     ]
-    songs: dict[str, SongSlices] = {}
+    cache: dict[str, SongSlices | None] = {}
     say("songs: gallery and timeline from the audio")
-    sections.append(_gallery(req, merged, analyser, ev, songs, notes))
-    sections.append(_timeline(req, merged, analyser, songs, notes))
+    sections.append(_gallery(req, merged, analyser, ev, cache, notes))
+    sections.append(_timeline(req, merged, analyser, cache, notes))
     if notes:
         sections.append(Section("notes", "Notes", "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"))
     subtitle = (f"{ev['n_songs']} songs of {req.truth_source or 'the truth catalog'} against the labels of "
                 f"{req.labels_source or 'the labels'}")
+    songs = {tid: song for tid, song in cache.items() if song is not None}
     return Report(html=page(req.title, subtitle, sections), evaluation=ev, notes=notes, songs=songs)
 
 
@@ -231,22 +232,26 @@ def _interleave(*groups: Sequence[str]) -> list[str]:
 
 
 def _analyse(ids: Sequence[str], n: int, merged: pd.DataFrame, analyser: SongAnalyser,
-             cache: dict[str, SongSlices], notes: list[str]) -> list[SongSlices]:
-    """Up to ``n`` songs of ``ids`` (in order) analysed from their audio; songs whose audio cannot be read are
-    noted and skipped (at most ``2 n + 2`` tries)."""
+             cache: dict[str, SongSlices | None], notes: list[str]) -> list[SongSlices]:
+    """Up to ``n`` songs of ``ids`` (in order) analysed from their audio. A song whose audio cannot be read is
+    noted once and skipped; after ``2 n + 2`` such songs the rest is not tried."""
     rows = merged.set_index("track_id")
     out: list[SongSlices] = []
-    for tid in list(ids)[:2 * n + 2]:
-        if len(out) == n:
+    failures = 0
+    for tid in ids:
+        if len(out) == n or failures > 2 * n + 1:
             break
         if tid not in cache:
             r = rows.loc[tid]
             try:
                 cache[tid] = analyser.song(tid, str(r["audio_uri"]), r["truth"], r["status"], r["decided"])
             except TrackError as exc:
+                cache[tid] = None
                 notes.append(f"audio of {tid} unavailable ({exc.describe()}): left out of the pictures")
-                continue
-        out.append(cache[tid])
+                failures += 1
+        song = cache[tid]
+        if song is not None:
+            out.append(song)
     return out
 
 
@@ -263,7 +268,7 @@ def _no_songs_note(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnaly
 
 
 def _gallery(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | None, ev: dict[str, Any],
-             cache: dict[str, SongSlices], notes: list[str]) -> Section:
+             cache: dict[str, SongSlices | None], notes: list[str]) -> Section:
     title = "Unclassified songs before and after translation"
     if req.gallery <= 0:
         return Section("gallery", title, note("Left out (--gallery 0)."))
@@ -299,7 +304,7 @@ def _gallery(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | 
 
 
 def _timeline(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | None,
-              cache: dict[str, SongSlices], notes: list[str]) -> Section:
+              cache: dict[str, SongSlices | None], notes: list[str]) -> Section:
     title = "Per-slice genre timeline"
     if req.timeline <= 0:
         return Section("timeline", title, note("Left out (--timeline 0)."))
