@@ -164,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
     _write(storage.join(args.out, "evaluation.json"), text)
     page = storage.join(args.out, "report.html")
     _write(page, built.html)
-    print(f"accuracy {_pct(report['accuracy'])} (forced vote), coverage {_pct(report['coverage'])}, accuracy on "
-          f"decided songs {_pct(report['accuracy_on_classified'])}\nreport: {storage.absolute(page)}")
+    print(f"against the true genres: accuracy {_pct(report['accuracy'])} (forced vote), coverage "
+          f"{_pct(report['coverage'])}, accuracy on decided songs {_pct(report['accuracy_on_classified'])}\n"
+          f"report: {storage.absolute(page)}")
     return 0
 
 
