@@ -51,11 +51,13 @@ def merge_with_truth(labels: pd.DataFrame, truth: pd.DataFrame, classes: list[st
     """One row per truth song with a genre: the truth columns ``track_id, truth`` (and ``audio_uri`` when the
     truth has it), the label columns, ``status`` (``"missing"`` without a label row), ``decided`` (the genre
     assigned, None unless classified/gan_resolved) and ``forced`` (argmax of the votes, None without votes).
-    Raises ValueError when the labels hold a track twice or the truth has no ``genre`` column."""
+    Raises ValueError when the labels hold a track twice or the truth has no ``genre`` column or no song."""
     if "genre" not in truth.columns:
         raise ValueError("the truth catalog has no genre column (a catalog from `genre-job make-catalog` has one)")
     keep = ["track_id", "genre"] + (["audio_uri"] if "audio_uri" in truth.columns else [])
     truth = truth.loc[truth["genre"].notna(), keep].astype({"track_id": str}).rename(columns={"genre": "truth"})
+    if truth.empty:
+        raise ValueError("the truth catalog has no song with a genre to evaluate against (check --split)")
     labels = labels.astype({"track_id": str})
     if labels["track_id"].duplicated().any():
         dup = sorted(labels.loc[labels["track_id"].duplicated(), "track_id"].unique())[:10]

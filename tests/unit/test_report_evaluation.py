@@ -73,6 +73,8 @@ def test_clean_makes_strict_json_and_bad_inputs_are_refused() -> None:
         evaluate(pd.concat([labels(), labels().iloc[:1]]), TRUTH, CLASSES)
     with pytest.raises(ValueError, match="no genre column"):
         evaluate(labels(), TRUTH.drop(columns="genre"), CLASSES)
+    with pytest.raises(ValueError, match="no song with a genre"):
+        evaluate(labels(), TRUTH.iloc[:0], CLASSES)
 
 
 def test_html_escapes_every_value() -> None:
