@@ -70,14 +70,20 @@ def save_bundle(url: str, kind: str, tensors: dict[str, torch.Tensor], meta: dic
     return full
 
 
-def load_bundle(url: str, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a bundle: verify its kind and the weights' sha256, then load the tensors with safetensors."""
+def read_bundle_meta(url: str) -> dict[str, Any]:
+    """Only the ``bundle.json`` of the bundle at ``url`` (no weights read, nothing verified); BundleError when
+    it is missing or not JSON."""
     try:
-        meta = json.loads(storage.read_bytes(storage.join(url, META_FILE)))
+        return json.loads(storage.read_bytes(storage.join(url, META_FILE)))
     except FileNotFoundError as exc:
         raise BundleError(f"no model bundle at {url}: {META_FILE} not found") from exc
     except json.JSONDecodeError as exc:
         raise BundleError(f"{storage.join(url, META_FILE)} is not valid JSON: {exc}") from exc
+
+
+def load_bundle(url: str, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a bundle: verify its kind and the weights' sha256, then load the tensors with safetensors."""
+    meta = read_bundle_meta(url)
     if kind is not None and meta.get("kind") != kind:
         raise BundleError(f"bundle at {url} is of kind {meta.get('kind')!r}, expected {kind!r}")
     try:

@@ -80,6 +80,30 @@ def per_class_precision_recall(
     return out
 
 
+def coverage_accuracy_curve(
+    correct: Sequence[bool], score: Sequence[float], thresholds: Sequence[float]
+) -> dict[str, list[float]]:
+    """Coverage and accuracy when only items with ``score >= t`` are decided, for every threshold ``t``.
+
+    ``correct[i]`` says whether item i's prediction is right; ``score[i]`` is its decision score (e.g. the top
+    vote share), NaN for an item that has none (it is never decided). Coverage is over all items; accuracy
+    is over the decided ones (NaN where none is). Returns ``{"threshold", "coverage", "accuracy",
+    "n_decided"}`` lists aligned to ``thresholds``.
+    """
+    ok = np.asarray(correct, dtype=bool)
+    s = np.asarray(score, dtype=np.float64)
+    if ok.shape != s.shape:
+        raise ValueError(f"correct has {ok.size} items but score has {s.size}")
+    out: dict[str, list[float]] = {"threshold": [], "coverage": [], "accuracy": [], "n_decided": []}
+    for t in thresholds:
+        decided = s >= float(t) - 1e-9  # NaN scores compare False: never decided
+        out["threshold"].append(float(t))
+        out["coverage"].append(float(decided.mean()) if ok.size else float("nan"))
+        out["accuracy"].append(float(ok[decided].mean()) if decided.any() else float("nan"))
+        out["n_decided"].append(int(decided.sum()))
+    return out
+
+
 def flip_counts(correct_before: Sequence[bool], correct_after: Sequence[bool]) -> dict[str, int]:
     """Paired outcome counts between two systems on the same items."""
     a = np.asarray(correct_before, dtype=bool)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import IO
 
 import numpy as np
 import torch
@@ -61,8 +62,10 @@ def translation_example(
     )
 
 
-def draw_translations(path: str, examples: Sequence[TranslationExample], title: str = "") -> str:
-    """Draw ``examples`` (one row each) into a PNG at ``path``; returns ``path``."""
+def draw_translations(path: str | IO[bytes], examples: Sequence[TranslationExample],
+                      title: str = "") -> str | IO[bytes]:
+    """Draw ``examples`` (one row each) into a PNG at ``path`` (a file name or a binary file object); returns
+    ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,6 +101,6 @@ def draw_translations(path: str, examples: Sequence[TranslationExample], title: 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, format="png")
     plt.close(fig)
     return path

@@ -112,7 +112,9 @@ def read_catalog(url: str) -> pd.DataFrame:
     try:
         table = read_parquet(url)
     except FileNotFoundError as exc:
-        raise CatalogError(f"catalog not found: {url}") from exc
+        raise CatalogError(f"catalog not found: {url} (a Parquet file or folder with track_id and audio_uri; "
+                           "`genre-job make-catalog --per-genre 8 --out DIR` renders a demo one at "
+                           "DIR/catalog.parquet)") from exc
     except (pa.ArrowInvalid, OSError) as exc:
         raise CatalogError(f"catalog {url} is not readable Parquet: {exc}") from exc
     try:

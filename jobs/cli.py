@@ -19,11 +19,20 @@ SUBCOMMANDS: dict[str, str] = {
     "labels": "jobs.labels",
 }
 
+EPILOG = """Examples:
+  genre-job make-catalog --per-genre 8 --out data/demo
+  genre-job label --catalog data/demo/catalog.parquet --output data/demo/labels
+  genre-job labels show --output data/demo/labels --track rock-00001
+  genre-job evaluate --labels data/demo/labels --truth data/demo/catalog.parquet --out data/demo/report
+
+`genre-job SUBCOMMAND --help` says what each one does, with examples."""
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="genre-job",
         description="genre-tagger: label a music catalog with genres (slice-and-vote CNN + GAN refinement).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     for name, module_name in SUBCOMMANDS.items():

@@ -1,95 +1,103 @@
-"""Evaluate genre labels against ground truth (song level), optionally labelling the catalog first.
+"""Evaluate genre labels against the true genres: an HTML report with plots, and the figures as JSON.
 
-Reports accuracy (forced argmax over each song's vote shares; error rows count as wrong), coverage
-(share of songs given a genre), accuracy on the classified songs, the confusion matrix (rows = truth,
-columns = forced prediction) and per-genre precision/recall, as JSON on stdout and in --out.
+--out DIR writes DIR/report.html (one self-contained page: headline metrics, status breakdown, confusion
+matrix, per-genre precision/recall, coverage-accuracy curve over the vote threshold, what the GAN stage
+changed, the GAN ablation table, unclassified songs before/after translation, per-slice genre timelines)
+and DIR/evaluation.json. --out FILE.json writes the JSON only; without --out the JSON goes to stdout.
+Accuracy is that of the forced vote (argmax of each song's votes; error rows count as wrong); coverage is
+the share of songs given a genre. The per-song pictures decode a few songs' audio (audio_uri of the truth
+catalog) with the models of --models.
 
-examples:
-  # evaluate an existing labels file against the catalog's genres (test split only)
-  python -m jobs.evaluate --labels out/labels.parquet --truth /work/corpus/default/catalog.parquet \\
-      --split test --out out/eval.json
-  # label the test split sequentially with a bundle (reference labeller), then evaluate
-  python -m jobs.evaluate --catalog /work/corpus/default/catalog.parquet --models /work/models/cnn-default \\
-      --split test --out out/eval.json
+Examples:
+  # the labels written by `genre-job label`, against the catalog's genres
+  genre-job evaluate --labels data/demo/labels --truth data/demo/catalog.parquet --out data/demo/report
+  # with the GAN ablation table (from benchmarks/gan_ablation.py --out-json, or benchmarks/RESULTS.md)
+  genre-job evaluate --labels s3://bucket/labels --truth s3://bucket/catalog/ --out report \\
+      --ablation ablation.json --models models/v2
+  # label the test split first with the CNN alone (reference labeller, no Ray), then evaluate
+  genre-job evaluate --catalog data/corpus/catalog.parquet --models models/default --split test --out eval.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from genre_core import storage
+from genre_core.artifacts import BundleError
 from genre_core.config import ConfigError
-from genre_core.metrics import summarize
-from genre_core.schema import DECIDED_STATUSES, STATUSES, classes_of, read_parquet
+from genre_core.label_store import PUBLISHED, latest_labels
+from genre_core.report import ReportRequest, build_report, clean, evaluate
+from genre_core.schema import classes_of, read_parquet
+from jobs.models import resolve_models
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--labels", help="labels Parquet (file or folder, local or s3://)")
-    parser.add_argument("--truth", help="catalog Parquet with track_id and genre (ground truth)")
-    parser.add_argument("--catalog", help="label this catalog first (needs --models); it is also the truth")
-    parser.add_argument("--models", help="CNN bundle to label --catalog with")
+    parser.add_argument("--labels", help="labels root written by `genre-job label` (its latest label per track), "
+                                         "or a labels Parquet file/folder; local or s3://")
+    parser.add_argument("--truth", help="catalog Parquet with track_id and genre (and audio_uri for the pictures)")
+    parser.add_argument("--catalog", help="label this catalog first with the CNN (no Ray); it is also the truth")
+    parser.add_argument("--models", default=None,
+                        help="models folder (cnn/ and optional gan/) or a CNN bundle, for --catalog and the "
+                             "per-song pictures (default: $GENRE_TAGGER_MODELS, else models/default)")
     parser.add_argument("--split", default=None, help="evaluate only truth rows of this split (e.g. test)")
+    parser.add_argument("--out", default=None,
+                        help="DIR: write DIR/report.html and DIR/evaluation.json; FILE.json: the JSON only")
+    parser.add_argument("--ablation", default=None, metavar="FILE",
+                        help="GAN ablation results for the report: JSON of benchmarks/gan_ablation.py --out-json, "
+                             "or markdown with its tables (benchmarks/RESULTS.md)")
+    parser.add_argument("--gallery", type=int, default=4, metavar="N",
+                        help="unclassified songs shown before/after translation (default 4; 0: none)")
+    parser.add_argument("--timeline", type=int, default=3, metavar="N",
+                        help="songs shown as a per-slice genre timeline (default 3; 0: none)")
     parser.add_argument("--labels-out", default=None, help="with --catalog: also write the labels here")
     parser.add_argument("--audio-root", default=None, help="with --catalog: audio URIs must lie inside it")
-    parser.add_argument("--out", default=None, help="write the JSON report to this file")
 
 
-def forced_predictions(probabilities: pd.Series, classes: list[str]) -> list[str | None]:
-    """Argmax genre per row over the vote shares (None where a row has none, e.g. an error row)."""
-    out: list[str | None] = []
-    for p in probabilities:
-        arr = None if p is None else np.asarray(p, dtype=np.float64)
-        out.append(None if arr is None or arr.size == 0 else classes[int(arr.argmax())])
-    return out
+def read_labels(url: str) -> tuple[pd.DataFrame, list[str]]:
+    """Labels and their class list: the latest label per track of a labels root written by the job (it has
+    _published/), else the Parquet file(s) at ``url`` as they are."""
+    fs, path = storage.filesystem(url)
+    if fs.exists(storage.join(path, PUBLISHED)):
+        df = latest_labels(url)
+        if df.empty:
+            raise FileNotFoundError(f"no published labels under {url}")
+        return df, list(df.attrs["classes"])
+    if not fs.exists(path):
+        raise FileNotFoundError(f"no labels at {url}: label a catalog first with "
+                                f"`genre-job label --catalog CATALOG --output {url}`")
+    table = read_parquet(url)
+    classes = classes_of(table.schema)
+    if classes is None:
+        raise ConfigError(f"{url} has no class list in its metadata (genre_tagger.classes): is it a labels file "
+                          "written by `genre-job label`?")
+    return table.to_pandas(), classes
 
 
-def evaluate_labels(labels: pd.DataFrame, truth: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
-    """Song-level report of ``labels`` against ``truth`` (track_id, genre); truth rows without a label
-    row count as missing (and wrong)."""
-    truth = truth[truth["genre"].notna()][["track_id", "genre"]].astype({"track_id": str})
-    labels = labels.astype({"track_id": str})
-    if labels["track_id"].duplicated().any():
-        raise ValueError("labels hold more than one row for some track_id")
-    merged = truth.merge(labels.drop(columns=["genre"]).assign(pred_genre=labels["genre"]),
-                         on="track_id", how="left")
-    status = merged["status"].where(merged["status"].notna(), "missing")
-    decided = [g if s in DECIDED_STATUSES else None
-               for g, s in zip(merged["pred_genre"], status, strict=True)]
-    probs = merged["probabilities"].where(merged["probabilities"].notna(), None)
-    report = summarize(merged["genre"].tolist(), forced_predictions(probs, classes), decided, classes)
-    report["status_counts"] = {s: int((status == s).sum()) for s in (*STATUSES, "missing")}
-    return report
-
-
-def _clean(obj: Any) -> Any:
-    """NaN -> None, numpy scalars -> Python, so that the report is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        return None if math.isnan(float(obj)) else float(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+def read_truth(url: str, split: str | None) -> pd.DataFrame:
+    try:
+        truth = read_parquet(url).to_pandas()
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"truth catalog not found: {url} (a catalog with track_id and genre, e.g. the "
+                                "catalog.parquet written by `genre-job make-catalog`)") from exc
+    if split is not None:
+        if "split" not in truth.columns:
+            raise ConfigError(f"--split {split}: the catalog {url} has no split column")
+        truth = truth[truth["split"] == split]
+    return truth
 
 
 def _label_first(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, list[str], dict[str, Any]]:
     from genre_core.labelling import CNNVoter, label_catalog
     from genre_core.schema import labels_table, write_parquet
 
-    catalog = read_parquet(args.catalog).to_pandas()
-    if args.split is not None:
-        catalog = catalog[catalog["split"] == args.split]
-    voter = CNNVoter(args.models)
+    catalog = read_truth(args.catalog, args.split)
+    voter = CNNVoter(resolve_models(args.models, use_gan=False).cnn_url)
     t0 = time.perf_counter()
 
     def progress(k: int, n: int) -> None:
@@ -105,35 +113,69 @@ def _label_first(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, 
     return labels, catalog, voter.classes, info
 
 
+def report_models(models: str | None) -> tuple[str | None, str | None, str]:
+    """(CNN bundle, GAN bundle or None, note) for the per-song pictures; never raises."""
+    try:
+        try:
+            m = resolve_models(models)
+        except BundleError as exc:  # e.g. a GAN bundle made for another CNN: the pictures go without it
+            m = resolve_models(models, use_gan=False)
+            return m.cnn_url, None, f"GAN bundle not used: {exc}"
+        return m.cnn_url, m.gan_url, ""
+    except (FileNotFoundError, BundleError, ConfigError) as exc:
+        return None, None, str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         if args.catalog:
-            if not args.models:
-                raise ConfigError("--catalog needs --models (the bundle to label with)")
             labels, truth, classes, info = _label_first(args)
+            labels_source = f"{args.catalog} (labelled now with the CNN alone)"
         elif args.labels and args.truth:
-            table = read_parquet(args.labels)
-            classes = classes_of(table.schema)
-            if classes is None:
-                raise ConfigError(f"{args.labels} has no class list in its metadata (genre_tagger.classes)")
-            labels = table.to_pandas()
-            truth = read_parquet(args.truth).to_pandas()
-            if args.split is not None:
-                truth = truth[truth["split"] == args.split]
-            info = {}
+            labels, classes = read_labels(args.labels)
+            truth, info, labels_source = read_truth(args.truth, args.split), {}, args.labels
         else:
-            raise ConfigError("give --labels and --truth, or --catalog and --models")
-        report = _clean({**evaluate_labels(labels, truth, classes), **info})
-    except (ConfigError, ValueError, KeyError, FileNotFoundError) as exc:
+            raise ConfigError("give --labels and --truth (labels from `genre-job label` and the catalog with the "
+                              "true genres), or --catalog to label a catalog with the CNN first; see --help")
+        as_json_only = args.out is None or args.out.endswith(".json")
+        if as_json_only:
+            report = clean({**evaluate(labels, truth, classes), **info})
+        else:
+            cnn_url, gan_url, models_note = report_models(args.models)
+            built = build_report(ReportRequest(
+                labels=labels, truth=truth, classes=classes, labels_source=labels_source,
+                truth_source=args.catalog or args.truth, cnn_url=cnn_url, gan_url=gan_url, models_note=models_note,
+                ablation_path=args.ablation, gallery=args.gallery, timeline=args.timeline,
+            ), progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+            report = clean({**built.evaluation, **info, "report_notes": built.notes})
+    except (ConfigError, ValueError, KeyError, FileNotFoundError, BundleError) as exc:
         print(f"error: {exc!s}", file=sys.stderr)
         return 2
     text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+    if args.out is None:
+        print(text)
+        return 0
+    if as_json_only:
+        _write(args.out, text)
+        print(f"evaluation: {args.out}")
+        return 0
+    for n in built.notes:
+        print(f"note: {n}", file=sys.stderr)
+    _write(storage.join(args.out, "evaluation.json"), text)
+    page = storage.join(args.out, "report.html")
+    _write(page, built.html)
+    print(f"against the true genres: accuracy {_pct(report['accuracy'])} (forced vote), coverage "
+          f"{_pct(report['coverage'])}, accuracy on decided songs {_pct(report['accuracy_on_classified'])}\n"
+          f"report: {storage.absolute(page)}")
     return 0
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _write(url: str, text: str) -> None:
+    storage.write_bytes(url, (text + ("" if text.endswith("\n") else "\n")).encode("utf-8"))
 
 
 if __name__ == "__main__":

@@ -1,58 +1,70 @@
-"""Read published labels: a summary of the latest label per track, or one track's label explained.
+"""Read published labels: a summary of the latest label per track, or why one track got its label.
 
-Only published runs are visible (runs still being written, or that died, are not).
+Only published runs are visible (runs still being written, or that died, are not). With --track, the
+explanation shows the votes per genre, the status and its reason (the voting thresholds and GAN refine
+parameters are read from the bundles under --models when their versions match the label's), the model
+versions and the run.
 
 Examples:
   genre-job labels show --output data/demo/labels
   genre-job labels show --output s3://bucket/labels --track rock-00012
+  genre-job labels show --output s3://bucket/labels --track rock-00012 --models s3://bucket/models/v2
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 
+from genre_core import storage
+from genre_core.artifacts import BundleError, CNNBundle, read_bundle_meta
+from genre_core.explain import explain
 from genre_core.label_store import latest_labels, manifests
+from genre_core.models.gan import GANBundle
+from jobs.models import DEFAULT_MODELS
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["show"], help="show: summary, or one track with --track")
     parser.add_argument("--output", required=True, help="labels root written by `genre-job label`")
     parser.add_argument("--track", default=None, help="explain the latest label of this track_id")
+    parser.add_argument("--models", default=None,
+                        help="models folder the labels were made with, for the thresholds in the explanation "
+                             "(default: $GENRE_TAGGER_MODELS, else models/default)")
 
 
-def explain(row, classes: list[str]) -> str:
-    """A few lines on why a track got its label: status and reason, votes per genre, versions."""
-    genre = row["genre"] if isinstance(row["genre"], str) else None
-    gan = row["gan_version"] if isinstance(row["gan_version"], str) else "-"
-    lines = [f"track {row['track_id']}: {row['status']}" + (f" -> {genre}" if genre else "")]
-    reasons = {
-        "classified": "its slices' votes were clear (confidence and margin above the model's thresholds)",
-        "gan_resolved": "its votes were ambiguous; GAN translation to the candidate genres decided it",
-        "unclassified": "its votes were ambiguous and the GAN stage could not decide it either",
-    }
-    lines.append("reason: " + (row["error"] if row["status"] == "error" else reasons.get(row["status"], "?")))
-    if row["probabilities"] is not None and len(row["probabilities"]):
-        lines.append(f"votes ({row['n_slices']} slices; confidence {row['confidence']:.3f}, "
-                     f"margin {row['margin']:.3f}):")
-        order = sorted(range(len(classes)), key=lambda i: -row["probabilities"][i])
-        for i in order:
-            share = float(row["probabilities"][i])
-            lines.append(f"  {classes[i]:>10} {share:6.3f} {'#' * int(round(share * 40))}")
-    lines.append(f"model {row['model_version']}, gan {gan}, features {row['feature_version']}, "
-                 f"run {row['run_id']}, labelled {row['labelled_at']}")
-    return "\n".join(lines)
+def bundle_metadata(models: str | None) -> tuple[CNNBundle | None, GANBundle | None]:
+    """The CNN and GAN bundles' metadata under ``models`` (bundle.json only; None where there is none)."""
+    root = storage.absolute(models or os.environ.get("GENRE_TAGGER_MODELS") or DEFAULT_MODELS)
+    found: list[CNNBundle | GANBundle | None] = []
+    for kind, cls in (("cnn", CNNBundle), ("gan", GANBundle)):
+        try:
+            found.append(cls.from_json(read_bundle_meta(storage.join(root, kind))))
+        except BundleError:
+            found.append(None)
+    return found[0], found[1]  # type: ignore[return-value]
 
 
 def run(args: argparse.Namespace) -> int:
     runs = manifests(args.output)
+    if not runs:
+        print(f"error: no published labels under {args.output}. Label a catalog first: "
+              f"`genre-job label --catalog CATALOG --output {args.output}` (a run becomes visible when it is "
+              "published)", file=sys.stderr)
+        return 1
     df = latest_labels(args.output)
     if args.track is not None:
         hit = df[df["track_id"] == args.track]
         if hit.empty:
-            print(f"error: no published label for track {args.track!r} under {args.output}", file=sys.stderr)
+            near = difflib.get_close_matches(args.track, df["track_id"].tolist(), n=3)
+            hint = f" Did you mean {', '.join(near)}?" if near else ""
+            print(f"error: no published label for track {args.track!r} under {args.output}.{hint} List the "
+                  f"labels with `genre-job labels show --output {args.output}`.", file=sys.stderr)
             return 1
-        print(explain(hit.iloc[0], df.attrs["classes"]))
+        cnn, gan = bundle_metadata(args.models)
+        print(explain(hit.iloc[0].to_dict(), df.attrs["classes"], cnn, gan))
         return 0
     print(f"{len(runs)} published run(s) under {args.output}; latest labels of {len(df)} tracks")
     if not df.empty:
@@ -61,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         for m in runs[-5:]:
             print(f"  run {m.run_id} ({m.mode}, {m.n_rows} tracks, published {m.published_at}, "
                   f"model {m.model_version})")
+        print(f"explain one label: genre-job labels show --output {args.output} --track {df['track_id'].iloc[0]}")
     return 0
 
 

@@ -27,9 +27,12 @@ class ModelSet:
 
 def resolve_models(models: str | None, use_gan: bool = True) -> ModelSet:
     """Check the bundles under ``models`` (default: $GENRE_TAGGER_MODELS or the repo's models/default) and
-    read their versions. Raises FileNotFoundError with what to do when the CNN bundle is missing."""
+    read their versions. ``models`` may also be a CNN bundle folder itself (then there is no GAN). Raises
+    FileNotFoundError with what to do when the CNN bundle is missing."""
     root = storage.absolute(models or os.environ.get("GENRE_TAGGER_MODELS") or DEFAULT_MODELS)
     cnn_url = storage.join(root, "cnn")
+    if _exists(storage.join(root, "bundle.json")) and not _exists(storage.join(cnn_url, "bundle.json")):
+        cnn_url, use_gan = root, False  # a CNN bundle folder itself, e.g. models/default/cnn: no GAN
     fs, path = storage.filesystem(storage.join(cnn_url, "bundle.json"))
     if not fs.exists(path):
         raise FileNotFoundError(
@@ -48,3 +51,8 @@ def resolve_models(models: str | None, use_gan: bool = True) -> ModelSet:
     return ModelSet(cnn_url=cnn_url, gan_url=gan_url, cnn_version=cnn.version, gan_version=gan_version,
                     feature_version=feature_version(cnn.feature_config), feature_config=cnn.feature_config,
                     classes=list(cnn.classes))
+
+
+def _exists(url: str) -> bool:
+    fs, path = storage.filesystem(url)
+    return fs.exists(path)

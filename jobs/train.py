@@ -8,9 +8,10 @@ catalog has no 'val' songs, a genre-stratified share of the train songs (train.v
 by song. 'test' songs are only evaluated, and their figures go into the bundle's metrics.
 Features are computed in a process pool of --workers processes.
 
-example:
-  python -m jobs.train cnn --catalog /work/corpus/default/catalog.parquet \\
-      --out /work/models/cnn-default --config configs/default.yaml --workers 2
+Examples:
+  genre-job train cnn --catalog data/corpus/catalog.parquet --out models/default/cnn --config configs/default.yaml
+  genre-job train gan --cnn models/default/cnn --catalog data/corpus/catalog.parquet --out models/gan-dev
+  python -m jobs.train cnn --catalog s3://bucket/catalog/ --out s3://bucket/models/v2/cnn --workers 2
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ log-mels are only decoded into the shared cache). The bundle names the CNN bundl
 feature_version, and loading it with another CNN refuses. Log-mels of the whole catalog are decoded once and
 cached under --cache-dir (a .npy per catalog and feature version).
 
-example:
+Examples:
   python -m jobs.train gan --cnn /work/models/cnn-default --catalog /work/corpus/default/catalog.parquet \\
       --out /work/models/gan-default-s0 --seed 0
 """

@@ -79,3 +79,16 @@ def test_summarize() -> None:
     assert rep["confusion"]["matrix"][0] == [2, 1, 0]
     assert set(rep["per_genre"]) == {"a", "b", "c"}
     assert np.isclose(rep["per_genre"]["c"]["recall"], 1.0)
+
+
+def test_coverage_accuracy_curve_hand_values() -> None:
+    correct = [True, False, True, True, False]
+    score = [0.9, 0.8, 0.5, float("nan"), 0.3]   # the 4th item has no vote (e.g. an error row)
+    curve = M.coverage_accuracy_curve(correct, score, [0.0, 0.5, 0.85, 0.95])
+    assert curve["threshold"] == [0.0, 0.5, 0.85, 0.95]
+    assert curve["n_decided"] == [4, 3, 1, 0]
+    assert curve["coverage"] == pytest.approx([4 / 5, 3 / 5, 1 / 5, 0.0])
+    assert curve["accuracy"][:3] == pytest.approx([2 / 4, 2 / 3, 1.0])  # a score exactly at t is decided
+    assert math.isnan(curve["accuracy"][3])
+    with pytest.raises(ValueError):
+        M.coverage_accuracy_curve([True], [0.1, 0.2], [0.5])
