@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import select
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,21 +31,41 @@ def _free_port() -> int:
 
 @pytest.fixture()
 def head_node(tmp_path):
+    """A head node of its own: `ray start --head --block` in a new session, stopped by signalling that session
+    only (`ray stop` would stop every Ray cluster of the machine, other test runs' included)."""
     # token authentication on, as on a real cluster, with a token of this test's own
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     gcs, dash = _free_port(), _free_port()
-    subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True)
-    subprocess.run(
-        [str(BIN / "ray"), "start", "--head", "--num-cpus", "2", "--port", str(gcs), "--node-ip-address",
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--num-cpus", "2", "--port", str(gcs), "--node-ip-address",
          "127.0.0.1", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
          "--disable-usage-stats"],
-        env=env, check=True, capture_output=True, timeout=120,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
+        _wait_for(head, "Ray runtime started", timeout=120)
         yield f"http://127.0.0.1:{dash}", env
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=60)
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(head.pid, signal.SIGKILL)
+
+
+def _wait_for(proc: subprocess.Popen, marker: str, timeout: float) -> None:
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        line = proc.stdout.readline() if ready else ""
+        seen.append(line)
+        if marker in line:
+            return
+        if proc.poll() is not None:
+            break
+    raise RuntimeError(f"`ray start --head` did not report {marker!r}:\n{''.join(seen)[-3000:]}")
 
 
 def test_ray_job_submit_labels_a_catalog(head_node, tmp_path):
