@@ -5,7 +5,10 @@
       --> GAN actor pool (GANStage; only unclassified songs carry spectrograms, others pass untouched)
       --> driver: label rows -> staged Parquet parts (RunWriter)
 
-One linear Ray Data pipeline (no filter + union, which would re-run the upstream stages).
+One linear Ray Data pipeline (no filter + union, which would re-run the upstream stages). Fault tolerance is
+set explicitly from ``resources.retries``: a decode task is rerun when its worker dies or it meets a storage
+error; a dead CNN/GAN actor is restarted and the batch it held is rerun. Every stage is deterministic, so a
+rerun yields the same rows, and the driver stages each row exactly once.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import ray
 
 from genre_core.config import AudioConfig, FeatureConfig
 from genre_core.label_store import RunWriter
-from genre_core.labelling import CNNVoter
+from genre_core.labelling import CNNVoter, as_column
 from genre_core.stages import DecodeStage, GANStage, label_table
 from jobs.models import ModelSet
-from jobs.resources import PoolResources, ResourcesConfig
+from jobs.resources import PoolResources, ResourcesConfig, RetryResources
 
 PROGRESS_EVERY_S = 10.0
 
@@ -61,6 +64,21 @@ def decode_batch(batch: dict[str, Any], feature_cfg: FeatureConfig, root: str | 
     return _DECODERS[key](batch)
 
 
+# Columns that hold a string or a list, or None. Ray Data hands a column that is None in every row of a block
+# (a block of error rows has no genre or probabilities, one of valid songs no error) to the next stage as float
+# NaN: passed on as such, it would meet the same column as strings in another block and fail the whole run.
+_NULLABLE_OBJECT_COLUMNS = ("genre", "error", "probabilities")
+
+
+def restore_nulls(batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` with each all-null column that Ray Data turned into float NaN given back as None values."""
+    for col in _NULLABLE_OBJECT_COLUMNS:
+        values = batch.get(col)
+        if values is not None and values.dtype.kind == "f" and np.isnan(values).all():
+            batch[col] = as_column([None] * len(values))
+    return batch
+
+
 class CNNActor(CNNVoter):
     """Pool 1: batched CNN + voting; classified and error rows leave their spectrograms here."""
 
@@ -69,6 +87,9 @@ class CNNActor(CNNVoter):
 
         torch.set_num_threads(torch_threads)
         super().__init__(bundle_url, device=device, drop_classified_slices=True)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return super().__call__(restore_nulls(batch))
 
 
 class GANActor(GANStage):
@@ -80,13 +101,21 @@ class GANActor(GANStage):
         torch.set_num_threads(torch_threads)
         super().__init__(gan_url, cnn_url, device=device)
 
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return super().__call__(restore_nulls(batch))
+
 
 def _pass_through(batch: dict[str, Any]) -> dict[str, Any]:
     """Without a GAN: keep the CNN's decision and drop the spectrograms."""
+    batch = restore_nulls(batch)
     out = {k: v for k, v in batch.items() if k != "slices"}
     out["cnn_status"] = batch["status"]
     out["gan_input_slices"] = np.zeros(len(batch["status"]), dtype=np.int64)
     return out
+
+
+def _actor_retries(retries: RetryResources) -> dict[str, int]:
+    return {"max_restarts": retries.actor_restarts, "max_task_retries": retries.actor_task}
 
 
 def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, audio_root: str | None):
@@ -95,12 +124,13 @@ def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, au
     blocks = [rows.iloc[i:i + k] for i in range(0, len(rows), k)]
     ds = ray.data.from_pandas(blocks)
     ds = ds.map_batches(decode_batch, fn_kwargs={"feature_cfg": models.feature_config, "root": audio_root},
-                        batch_size=None, batch_format="numpy", num_cpus=res.decode.num_cpus)
+                        batch_size=None, batch_format="numpy", num_cpus=res.decode.num_cpus,
+                        max_retries=res.retries.decode_task, retry_exceptions=[OSError])
     ds = ds.map_batches(
         CNNActor, fn_constructor_kwargs={"bundle_url": models.cnn_url, "device": _device(res.cnn),
                                          "torch_threads": res.torch_threads},
         compute=ray.data.ActorPoolStrategy(size=res.cnn.concurrency), batch_size=res.cnn.batch_size,
-        batch_format="numpy", num_cpus=res.cnn.num_cpus, num_gpus=res.cnn.num_gpus,
+        batch_format="numpy", num_cpus=res.cnn.num_cpus, num_gpus=res.cnn.num_gpus, **_actor_retries(res.retries),
     )
     if models.gan_url:
         ds = ds.map_batches(
@@ -108,6 +138,7 @@ def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, au
                                              "device": _device(res.gan), "torch_threads": res.torch_threads},
             compute=ray.data.ActorPoolStrategy(size=res.gan.concurrency), batch_size=res.gan.batch_size,
             batch_format="numpy", num_cpus=res.gan.num_cpus, num_gpus=res.gan.num_gpus,
+            **_actor_retries(res.retries),
         )
     else:
         ds = ds.map_batches(_pass_through, batch_format="numpy", batch_size=None, num_cpus=0.25)
