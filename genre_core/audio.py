@@ -70,7 +70,7 @@ def load_audio(
         with fh:
             if fh.size == 0:
                 raise EmptyAudioError(f"{uri}: empty object (0 bytes)")
-            return _decode(fh, cfg, uri, min_seconds)
+            return decode_stream(fh, cfg, uri, min_seconds)
 
     path = resolve_local_path(uri, root)
     audio_format.check_extension(uri)
@@ -83,7 +83,7 @@ def load_audio(
     if st.st_size == 0:
         raise EmptyAudioError(f"{uri}: empty file (0 bytes)")
     with open(path, "rb") as fh:
-        return _decode(fh, cfg, uri, min_seconds)
+        return decode_stream(fh, cfg, uri, min_seconds)
 
 
 def decode_bytes(
@@ -95,7 +95,7 @@ def decode_bytes(
     """Decode an in-memory encoded file (any libsndfile format) to float32 mono at ``cfg.sample_rate``."""
     if len(data) == 0:
         raise EmptyAudioError(f"{name}: empty file (0 bytes)")
-    return _decode(io.BytesIO(data), cfg, name, min_seconds)
+    return decode_stream(io.BytesIO(data), cfg, name, min_seconds)
 
 
 def resolve_local_path(uri: str, root: str | None = None) -> str:
@@ -153,7 +153,13 @@ class _GuardedInput:
         return self._fh.tell()
 
 
-def _decode(src: BinaryIO, cfg: AudioConfig, name: str, min_seconds: float) -> np.ndarray:
+def decode_stream(src: BinaryIO, cfg: AudioConfig = DEFAULT_AUDIO_CONFIG, name: str = "<stream>",
+                  min_seconds: float = 0.0) -> np.ndarray:
+    """Decode a seekable binary file object, reading only the first ``cfg.max_duration_s`` seconds.
+
+    ``name`` (the URI) is used in messages and for the extension check. A read that fails with ``OSError``
+    propagates as such (a storage failure, not a bad track).
+    """
     guarded = _GuardedInput(src)
     try:
         with sf.SoundFile(guarded) as snd:
