@@ -164,7 +164,7 @@ def label_tracks(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, wri
             writer.write_part(label_table(batch, models.classes, labelled_at=datetime.now(timezone.utc),
                                           **versions))
 
-    for df in ds.iter_batches(batch_size=64, batch_format="pandas"):
+    for df in ds.iter_batches(batch_size=None, batch_format="pandas"):  # each block as soon as it is ready
         stats["cnn_unclassified"] += int((df["cnn_status"] == "unclassified").sum())
         stats["gan_songs"] += int((df["gan_input_slices"] > 0).sum())
         stats["gan_slices"] += int(df["gan_input_slices"].sum())

@@ -78,7 +78,7 @@ def local_ray(s3_endpoint):
     its workers inherit the endpoint."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # always a new cluster of its own
     yield
     ray.shutdown()
 
