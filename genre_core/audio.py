@@ -146,6 +146,13 @@ class _GuardedInput:
             self.error = self.error or exc
             return b""
 
+    def readinto(self, buffer) -> int:  # soundfile prefers it (no copy); AttributeError makes it use read()
+        try:
+            return self._fh.readinto(buffer)
+        except OSError as exc:
+            self.error = self.error or exc
+            return 0
+
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return self._fh.seek(offset, whence)
 

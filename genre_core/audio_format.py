@@ -69,7 +69,7 @@ _UNSUPPORTED_MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b".RMF", "RealAudio"),
     (0, b"TTA1", "TTA"),
 )
-HEAD_BYTES = 64  # what unsupported_codec needs to look at
+HEAD_BYTES = 4096  # what unsupported_codec looks at (a WAV's 'fmt ' chunk may follow JUNK/bext chunks)
 
 
 def extension_of(uri: str) -> str:
