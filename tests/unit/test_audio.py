@@ -236,7 +236,8 @@ def test_min_seconds(tmp_path: Path) -> None:
 
 
 def test_dotdot_and_relative_paths_are_refused_without_a_root(tmp_path: Path) -> None:
-    inside = write(tmp_path / "a" / "ok.wav", sine(440, 0.5, SR)) if (tmp_path / "a").mkdir() is None else None
+    (tmp_path / "a").mkdir()
+    inside = write(tmp_path / "a" / "ok.wav", sine(440, 0.5, SR))
     assert load_audio(str(inside)).shape[0] == SR // 2
     with pytest.raises(UnsafePathError, match="'..' segments"):
         load_audio(f"{tmp_path}/a/../a/ok.wav")  # even one that would land inside
