@@ -1,8 +1,10 @@
 """Decode an audio file or URI into float32 mono samples at the target rate, with typed validation errors.
 
-Decoding uses libsndfile (``soundfile``: WAV, FLAC, OGG/Vorbis, MP3, AIFF, ...), resampling uses soxr ('HQ').
-Only the first ``AudioConfig.max_duration_s`` seconds are read, so a huge file never loads fully from a local
-path. Every problem with one track raises a :class:`~genre_core.errors.TrackError` subclass.
+Decoding uses libsndfile (``soundfile``: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...), resampling uses soxr ('HQ').
+Local files and s3 objects are both streamed and only the first ``AudioConfig.max_duration_s`` seconds are read
+(s3: ranged GETs of :data:`REMOTE_BLOCK_BYTES`), so a 2-hour file costs the memory of the capped stretch, never
+of the whole file. Every problem with one track raises a :class:`~genre_core.errors.TrackError` subclass; an
+I/O failure while reading (storage, not the file) propagates as ``OSError``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from genre_core import storage
+from genre_core import audio_format, storage
 from genre_core.config import AudioConfig
 from genre_core.errors import (
     DecodeError,
@@ -26,7 +28,9 @@ from genre_core.errors import (
     MissingObjectError,
     SilentAudioError,
     TooShortError,
+    TrackError,
     UnsafePathError,
+    UnsupportedCodecError,
 )
 
 DEFAULT_AUDIO_CONFIG = AudioConfig()
@@ -40,6 +44,8 @@ _INT32_SUBTYPES = frozenset({"PCM_24", "PCM_32"})
 # libsndfile's log line when a WAV/AIFF header declares more data than the file holds.
 _DATA_LENGTH_RE = re.compile(r"^\s*data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 _UNKNOWN_LENGTH = 0x7F000000  # streaming writers put 0 or ~0xFFFFFFFF here: length unknown, not truncated
+_SFE_UNIMPLEMENTED = 18        # libsndfile: "File contains data in an unimplemented format."
+REMOTE_BLOCK_BYTES = 4 << 20   # s3 read-ahead block: a typical song is one GET, a long file a few per block
 
 
 def load_audio(
@@ -50,19 +56,24 @@ def load_audio(
 ) -> np.ndarray:
     """Decode ``uri`` (absolute path, ``file://`` or ``s3://`` URL) to float32 mono at ``cfg.sample_rate``.
 
-    With ``root`` given, ``uri`` must lie inside it (a relative local ``uri`` is taken relative to ``root``);
-    otherwise :class:`UnsafePathError`. Local files are streamed (only ``max_duration_s`` is read); s3
-    objects are fetched into memory and decoded with :func:`decode_bytes`.
+    ``..`` segments are refused. With ``root`` given, ``uri`` must lie inside it (a relative local ``uri`` is
+    taken relative to ``root``; without ``root`` a relative path is refused); otherwise
+    :class:`UnsafePathError`. A name with a non-audio extension is refused before any I/O.
     """
     if storage.is_remote(uri):
-        key = _check_remote(uri, root)
+        _check_remote(uri, root)
+        audio_format.check_extension(uri)
         try:
-            data = storage.read_bytes(key)
+            fh = storage.open_input(uri, block_size=REMOTE_BLOCK_BYTES)
         except FileNotFoundError as exc:
             raise MissingObjectError(f"{uri}: object not found") from exc
-        return decode_bytes(data, cfg, name=uri, min_seconds=min_seconds)
+        with fh:
+            if fh.size == 0:
+                raise EmptyAudioError(f"{uri}: empty object (0 bytes)")
+            return decode_stream(fh, cfg, uri, min_seconds)
 
     path = resolve_local_path(uri, root)
+    audio_format.check_extension(uri)
     try:
         st = os.stat(path)
     except FileNotFoundError as exc:
@@ -72,7 +83,7 @@ def load_audio(
     if st.st_size == 0:
         raise EmptyAudioError(f"{uri}: empty file (0 bytes)")
     with open(path, "rb") as fh:
-        return _decode(fh, cfg, uri, min_seconds)
+        return decode_stream(fh, cfg, uri, min_seconds)
 
 
 def decode_bytes(
@@ -84,7 +95,7 @@ def decode_bytes(
     """Decode an in-memory encoded file (any libsndfile format) to float32 mono at ``cfg.sample_rate``."""
     if len(data) == 0:
         raise EmptyAudioError(f"{name}: empty file (0 bytes)")
-    return _decode(io.BytesIO(data), cfg, name, min_seconds)
+    return decode_stream(io.BytesIO(data), cfg, name, min_seconds)
 
 
 def resolve_local_path(uri: str, root: str | None = None) -> str:
@@ -92,7 +103,11 @@ def resolve_local_path(uri: str, root: str | None = None) -> str:
     path = storage.strip_file_scheme(uri)
     if "\x00" in path:
         raise UnsafePathError(f"{uri!r}: path contains a NUL byte")
+    if ".." in path.split("/"):
+        raise UnsafePathError(f"{uri}: '..' segments are not allowed")
     if root is None:
+        if not os.path.isabs(path):
+            raise UnsafePathError(f"{uri}: a relative audio_uri needs an audio root to resolve against")
         return os.path.abspath(path)
     if storage.is_remote(root):
         raise UnsafePathError(f"{uri}: local path outside remote root {root}")
@@ -104,33 +119,73 @@ def resolve_local_path(uri: str, root: str | None = None) -> str:
 
 
 def _check_remote(uri: str, root: str | None) -> str:
-    """Validate a remote URI against ``root`` (same scheme and prefix, no '..' segments)."""
-    if root is None:
-        return uri
+    """Validate a remote URI: no '.' or '..' segments, and inside ``root`` when one is given."""
     rest = uri.partition("://")[2]
     if any(part in ("..", ".") for part in rest.split("/")):
         raise UnsafePathError(f"{uri}: '.' or '..' segments are not allowed")
+    if root is None:
+        return uri
     prefix = root.rstrip("/") + "/"
     if not uri.startswith(prefix):
         raise UnsafePathError(f"{uri}: outside root {root}")
     return uri
 
 
-def _decode(src: BinaryIO, cfg: AudioConfig, name: str, min_seconds: float) -> np.ndarray:
+class _GuardedInput:
+    """A file handed to libsndfile's virtual I/O that keeps the first I/O error: libsndfile would take a failed
+    read for the end of the file, and a storage failure would pass for a truncated track."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._fh.read(size)
+        except OSError as exc:
+            self.error = self.error or exc
+            return b""
+
+    def readinto(self, buffer) -> int:  # soundfile prefers it (no copy); AttributeError makes it use read()
+        try:
+            return self._fh.readinto(buffer)
+        except OSError as exc:
+            self.error = self.error or exc
+            return 0
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+
+def decode_stream(src: BinaryIO, cfg: AudioConfig = DEFAULT_AUDIO_CONFIG, name: str = "<stream>",
+                  min_seconds: float = 0.0) -> np.ndarray:
+    """Decode a seekable binary file object, reading only the first ``cfg.max_duration_s`` seconds.
+
+    ``name`` (the URI) is used in messages and for the extension check. A read that fails with ``OSError``
+    propagates as such (a storage failure, not a bad track).
+    """
+    guarded = _GuardedInput(src)
     try:
-        with sf.SoundFile(src) as snd:
-            sr_in, subtype = snd.samplerate, snd.subtype
+        with sf.SoundFile(guarded) as snd:
+            container, sr_in, subtype, frames = snd.format, snd.samplerate, snd.subtype, snd.frames
+            audio_format.check_extension_matches(name, container)
             limit = max(1, int(np.ceil(cfg.max_duration_s * sr_in)))
-            expected = min(snd.frames, limit)
-            exact_length = snd.frames < 2**62 and not subtype.startswith("MPEG")
+            expected = min(frames, limit)
             dtype = _read_dtype(subtype)
             raw = snd.read(frames=expected, dtype=dtype, always_2d=True)
             log = snd.extra_info
     except sf.LibsndfileError as exc:
-        raise DecodeError(f"{name}: {exc.error_string}") from exc
+        _raise_io_error(guarded)
+        raise _refusal(src, name, exc.error_string, exc.code) from exc
     except (RuntimeError, ValueError, TypeError, EOFError) as exc:
-        raise DecodeError(f"{name}: {exc}") from exc
+        _raise_io_error(guarded)
+        raise _refusal(src, name, str(exc)) from exc
+    _raise_io_error(guarded)
 
+    exact_length = frames < 2**62 and (not subtype.startswith("MPEG") or audio_format.has_exact_mp3_length(src))
     _check_truncation(name, log, raw.shape[0], expected if exact_length else None, sr_in)
     if raw.shape[0] == 0:
         raise EmptyAudioError(f"{name}: no audio frames")
@@ -146,6 +201,25 @@ def _decode(src: BinaryIO, cfg: AudioConfig, name: str, min_seconds: float) -> n
     if min_seconds > 0 and audio.shape[0] < min_seconds * cfg.sample_rate:
         raise TooShortError(f"{name}: {audio.shape[0] / cfg.sample_rate:.2f} s < {min_seconds:.2f} s")
     return audio
+
+
+def _raise_io_error(guarded: _GuardedInput) -> None:
+    if guarded.error is not None:
+        raise guarded.error
+
+
+def _refusal(src: BinaryIO, name: str, message: str, code: int | None = None) -> TrackError:
+    """The error for a file libsndfile refused: a named unsupported codec/container, else a decode error."""
+    try:
+        src.seek(0)
+        codec = audio_format.unsupported_codec(src.read(audio_format.HEAD_BYTES))
+    except (OSError, ValueError):
+        codec = None
+    if codec is not None:
+        return UnsupportedCodecError(f"{name}: {codec} cannot be decoded")
+    if code == _SFE_UNIMPLEMENTED:
+        return UnsupportedCodecError(f"{name}: {message}")
+    return DecodeError(f"{name}: {message}")
 
 
 def _check_truncation(name: str, log: str, got: int, expected: int | None, sr_in: int) -> None:

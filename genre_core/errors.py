@@ -41,3 +41,15 @@ class SilentAudioError(TrackError):
 
 class TooShortError(TrackError):
     kind = "too_short"
+
+
+class WrongExtensionError(TrackError):
+    """The name's extension is not an audio one, or names another format than the content holds."""
+
+    kind = "wrong_extension"
+
+
+class UnsupportedCodecError(TrackError):
+    """A recognised container or codec that the decoder cannot read (MP4/AAC, WMA, unknown WAV codec, ...)."""
+
+    kind = "unsupported_codec"

@@ -126,9 +126,10 @@ def read_catalog(url: str) -> pd.DataFrame:
     bad = df.index[ids.isna() | (ids.astype(str).str.strip() == "")].tolist()
     if bad:
         raise CatalogError(f"catalog {url}: null or empty track_id in row(s) {bad[:20]}")
-    dup = sorted(ids[ids.duplicated(keep=False)].astype(str).unique())
-    if dup:
-        raise CatalogError(f"catalog {url}: duplicate track_id(s) {dup[:20]}")
+    dup_rows = ids[ids.duplicated(keep=False)].astype(str)
+    if len(dup_rows):
+        where = [f"{tid!r} in rows {rows.index.tolist()}" for tid, rows in list(dup_rows.groupby(dup_rows))[:20]]
+        raise CatalogError(f"catalog {url}: duplicate track_id(s): {'; '.join(where)}")
     nulls = df.index[df["audio_uri"].isna()].tolist()
     if nulls:
         raise CatalogError(f"catalog {url}: null audio_uri in row(s) {nulls[:20]} "

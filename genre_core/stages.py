@@ -55,7 +55,10 @@ class DecodeStage:
             try:
                 audio = load_audio(str(uri), self.audio_cfg, root=self.root)
                 duration = len(audio) / self.audio_cfg.sample_rate
-                song = song_slices(audio, self.feature_cfg)
+                try:
+                    song = song_slices(audio, self.feature_cfg)
+                except TooShortError as exc:
+                    raise TooShortError(f"{uri}: {exc}") from exc
                 if len(song) == 0:
                     raise TooShortError(f"{uri}: no complete {self.feature_cfg.slice_seconds:.2f} s slice")
             except TrackError as exc:

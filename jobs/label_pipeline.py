@@ -8,7 +8,9 @@
 One linear Ray Data pipeline (no filter + union, which would re-run the upstream stages). Every stage is an
 actor pool: a worker process imports torch/librosa and builds its mel filters once, whereas stateless decode
 tasks ran in workers that Ray retired whenever they idled under back-pressure, paying that start-up again
-(about 6 CPU-seconds per new worker; see benchmarks/RESULTS.md, "profile of the labelling job").
+(see benchmarks/RESULTS.md, "Profile of the labelling job"). Fault tolerance is set explicitly from
+``resources.retries``: a dead actor is restarted and the batch it held is rerun. Every stage is deterministic,
+so a rerun yields the same rows, and the driver stages each row exactly once.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ import ray
 
 from genre_core.config import AudioConfig, FeatureConfig
 from genre_core.label_store import RunWriter
-from genre_core.labelling import CNNVoter
+from genre_core.labelling import CNNVoter, as_column
 from genre_core.stages import DecodeStage, GANStage, label_table
 from jobs.models import ModelSet
-from jobs.resources import PoolResources, ResourcesConfig
+from jobs.resources import PoolResources, ResourcesConfig, RetryResources
 
 PROGRESS_EVERY_S = 10.0
 
@@ -60,6 +62,21 @@ class DecodeActor(DecodeStage):
         super().__init__(feature_cfg, AudioConfig(sample_rate=feature_cfg.sample_rate), root)
 
 
+# Columns that hold a string or a list, or None. Ray Data hands a column that is None in every row of a block
+# (a block of error rows has no genre or probabilities, one of valid songs no error) to the next stage as float
+# NaN: passed on as such, it would meet the same column as strings in another block and fail the whole run.
+_NULLABLE_OBJECT_COLUMNS = ("genre", "error", "probabilities")
+
+
+def restore_nulls(batch: dict[str, Any]) -> dict[str, Any]:
+    """``batch`` with each all-null column that Ray Data turned into float NaN given back as None values."""
+    for col in _NULLABLE_OBJECT_COLUMNS:
+        values = batch.get(col)
+        if values is not None and values.dtype.kind == "f" and np.isnan(values).all():
+            batch[col] = as_column([None] * len(values))
+    return batch
+
+
 class CNNActor(CNNVoter):
     """Pool 1: batched CNN + voting. Classified and error rows leave their spectrograms here; without a GAN stage
     after it (``last_stage``) every row does, and the row is final (``cnn_status`` = ``status``)."""
@@ -72,7 +89,7 @@ class CNNActor(CNNVoter):
         self.last_stage = last_stage
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = super().__call__(batch)
+        out = super().__call__(restore_nulls(batch))
         if self.last_stage:
             del out["slices"]
             out["cnn_status"] = out["status"]
@@ -89,6 +106,20 @@ class GANActor(GANStage):
         torch.set_num_threads(torch_threads)
         super().__init__(gan_url, cnn_url, device=device)
 
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return super().__call__(restore_nulls(batch))
+
+
+def _none_if_missing(value: Any) -> Any:
+    """None for a missing value however the block conversion wrote it (None, NaN of an all-null column, pd.NA)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value
+
+
+def _actor_retries(retries: RetryResources) -> dict[str, int]:
+    return {"max_restarts": retries.actor_restarts, "max_task_retries": retries.actor_task}
+
 
 def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, audio_root: str | None):
     rows = todo[["track_id", "audio_uri"]].to_dict("records")
@@ -98,13 +129,13 @@ def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, au
     ds = ds.map_batches(
         DecodeActor, fn_constructor_kwargs={"feature_cfg": models.feature_config, "root": audio_root},
         compute=ray.data.ActorPoolStrategy(size=res.decode.concurrency), batch_size=None,
-        batch_format="numpy", num_cpus=res.decode.num_cpus,
+        batch_format="numpy", num_cpus=res.decode.num_cpus, **_actor_retries(res.retries),
     )
     ds = ds.map_batches(
         CNNActor, fn_constructor_kwargs={"bundle_url": models.cnn_url, "device": _device(res.cnn),
                                          "torch_threads": res.torch_threads, "last_stage": not models.gan_url},
         compute=ray.data.ActorPoolStrategy(size=res.cnn.concurrency), batch_size=res.cnn.batch_size,
-        batch_format="numpy", num_cpus=res.cnn.num_cpus, num_gpus=res.cnn.num_gpus,
+        batch_format="numpy", num_cpus=res.cnn.num_cpus, num_gpus=res.cnn.num_gpus, **_actor_retries(res.retries),
     )
     if models.gan_url:
         ds = ds.map_batches(
@@ -112,6 +143,7 @@ def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, au
                                              "device": _device(res.gan), "torch_threads": res.torch_threads},
             compute=ray.data.ActorPoolStrategy(size=res.gan.concurrency), batch_size=res.gan.batch_size,
             batch_format="numpy", num_cpus=res.gan.num_cpus, num_gpus=res.gan.num_gpus,
+            **_actor_retries(res.retries),
         )
     return ds
 
@@ -131,11 +163,11 @@ def label_tracks(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, wri
         if pending:
             df = pd.concat(pending, ignore_index=True)
             pending.clear()
-            batch = {c: df[c].tolist() for c in df.columns}
+            batch = {c: [_none_if_missing(v) for v in df[c].tolist()] for c in df.columns}
             writer.write_part(label_table(batch, models.classes, labelled_at=datetime.now(timezone.utc),
                                           **versions))
 
-    for df in ds.iter_batches(batch_size=64, batch_format="pandas"):
+    for df in ds.iter_batches(batch_size=None, batch_format="pandas"):  # each block as soon as it is ready
         stats["cnn_unclassified"] += int((df["cnn_status"] == "unclassified").sum())
         stats["gan_songs"] += int((df["gan_input_slices"] > 0).sum())
         stats["gan_slices"] += int(df["gan_input_slices"].sum())

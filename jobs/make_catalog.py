@@ -61,7 +61,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 def _render_and_store(job: tuple[SongSpec, str]) -> dict:
     spec, out = job
     data, params = render_song(spec)
-    uri = storage.absolute(storage.join(out, "audio", spec.genre, f"{spec.track_id}.{spec.audio_format}"))
+    name = f"{storage.safe_name(spec.track_id)}.{spec.audio_format}"  # a track_id never becomes a path
+    uri = storage.absolute(storage.join(out, "audio", spec.genre, name))
     storage.write_bytes(uri, data)
     return {"track_id": spec.track_id, "audio_uri": uri, "genre": spec.genre, "split": spec.split,
             "duration_s": spec.seconds, "sample_rate": spec.sample_rate, **params}

@@ -28,12 +28,22 @@ class PoolResources:
 
 
 @dataclass(frozen=True)
+class RetryResources:
+    """What survives a dead process: finite, so that a file that kills its decoder every time fails the job
+    after a few tries instead of retrying forever (Ray Data's own defaults are unlimited)."""
+
+    actor_restarts: int = 3       # restarts of each decode, CNN or GAN actor that died
+    actor_task: int = 3           # reruns of a batch that was in flight on an actor that died
+
+
+@dataclass(frozen=True)
 class ResourcesConfig:
     decode: DecodeResources = field(default_factory=DecodeResources)
     cnn: PoolResources = field(default_factory=PoolResources)
     gan: PoolResources = field(default_factory=lambda: PoolResources(batch_size=4))
     rows_per_part: int = 10_000   # label rows per published Parquet file
     torch_threads: int = 1        # per actor
+    retries: RetryResources = field(default_factory=RetryResources)
 
 
 def load_resources(path: str | None) -> ResourcesConfig:

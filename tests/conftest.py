@@ -1,4 +1,5 @@
-"""Shared fixtures: a real moto S3 server on 127.0.0.1 (HTTP), repo paths."""
+"""Shared fixtures: a real moto S3 server on 127.0.0.1 (HTTP), a local Ray cluster per module, a few rendered
+songs, repo paths."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,3 +70,27 @@ def s3_bucket(s3_endpoint, request):
         fs.rm(name, recursive=True)
     fs.mkdir(name)
     yield name
+
+
+@pytest.fixture(scope="module")
+def local_ray(s3_endpoint):
+    """A real local Ray cluster (2 CPUs) for one test module; started after the S3 environment is set, so that
+    its workers inherit the endpoint."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False)  # always a new cluster of its own
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def rendered_songs(tmp_path_factory) -> pd.DataFrame:
+    """8 songs of 15 s (2 per genre: blues, classical, metal, reggae) rendered with the real FluidSynth into a
+    local folder; the catalog as a DataFrame (track_id, audio_uri absolute, genre, ...)."""
+    from jobs import make_catalog
+    from jobs.cli import run_job
+
+    out = tmp_path_factory.mktemp("songs")
+    assert run_job(make_catalog, ["--per-genre", "2", "--genres", "blues,classical,metal,reggae", "--seconds", "15",
+                                  "--seed", "3", "--workers", "2", "--out", str(out)]) == 0
+    return pd.read_parquet(out / "catalog.parquet")

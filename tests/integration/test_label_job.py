@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 
 from genre_core import storage
 from genre_core.artifacts import load_cnn_bundle, save_cnn_bundle
@@ -24,13 +23,6 @@ CONFIG = "configs/label-local.yaml"
 
 def _run(module, *argv: str) -> int:
     return run_job(module, list(argv))
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

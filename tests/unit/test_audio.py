@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from genre_core.audio import decode_bytes, load_audio, resolve_local_path
+from genre_core.audio import decode_bytes, decode_stream, load_audio, resolve_local_path
 from genre_core.config import AudioConfig
 from genre_core.errors import (
     DecodeError,
@@ -19,6 +21,8 @@ from genre_core.errors import (
     SilentAudioError,
     TooShortError,
     UnsafePathError,
+    UnsupportedCodecError,
+    WrongExtensionError,
 )
 
 SR = 22050
@@ -229,3 +233,88 @@ def test_min_seconds(tmp_path: Path) -> None:
     assert load_audio(str(path), min_seconds=0.9).shape[0] > 0
     with pytest.raises(TooShortError):
         load_audio(str(path), min_seconds=1.5)
+
+
+def test_dotdot_and_relative_paths_are_refused_without_a_root(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    inside = write(tmp_path / "a" / "ok.wav", sine(440, 0.5, SR))
+    assert load_audio(str(inside)).shape[0] == SR // 2
+    with pytest.raises(UnsafePathError, match="'..' segments"):
+        load_audio(f"{tmp_path}/a/../a/ok.wav")  # even one that would land inside
+    with pytest.raises(UnsafePathError, match="relative audio_uri"):
+        load_audio("a/ok.wav")
+    with pytest.raises(UnsafePathError, match="'..' segments"):
+        load_audio("s3://bucket/a/../b.wav")
+
+
+def test_wrong_extension(tmp_path: Path) -> None:
+    flac = write(tmp_path / "a.flac", sine(440, 1.0, SR)).read_bytes()
+    (tmp_path / "song.mp3").write_bytes(flac)
+    with pytest.raises(WrongExtensionError, match="content is FLAC but the name says '.mp3'") as info:
+        load_audio(str(tmp_path / "song.mp3"))
+    assert info.value.kind == "wrong_extension"
+    with pytest.raises(WrongExtensionError, match="'.jpg' is not an audio file extension"):
+        load_audio(str(tmp_path / "cover.jpg"))  # refused before any I/O: the file need not exist
+    (tmp_path / "noext").write_bytes(flac)
+    assert load_audio(str(tmp_path / "noext")).shape[0] == SR  # no extension: the content decides
+    (tmp_path / "UPPER.FLAC").write_bytes(flac)
+    assert load_audio(str(tmp_path / "UPPER.FLAC")).shape[0] == SR
+
+
+def _wav_with_codec(tag: int, payload: bytes) -> bytes:
+    fmt = struct.pack("<HHIIHHH", tag, 1, SR, SR * 2, 2, 16, 0)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_unsupported_codecs_are_named() -> None:
+    payload = bytes(range(256)) * 40
+    with pytest.raises(UnsupportedCodecError, match=r"codec tag 0x2000 \(AC-3\)") as info:
+        decode_bytes(_wav_with_codec(0x2000, payload), name="x.wav")
+    assert info.value.kind == "unsupported_codec"
+    with pytest.raises(UnsupportedCodecError, match="MP4/M4A"):
+        decode_bytes(struct.pack(">I", 24) + b"ftypM4A " + bytes(16) + payload, name="x.m4a")
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, SR, SR * 2, 2, 16, 22, 16, 4) + bytes(16)  # extensible, unknown GUID
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 4096) + payload[:4096]
+    with pytest.raises(UnsupportedCodecError, match="unimplemented format"):
+        decode_bytes(b"RIFF" + struct.pack("<I", len(body)) + body, name="x.wav")
+    with pytest.raises(DecodeError, match="Format not recognised"):  # plain junk stays a decode error
+        decode_bytes(b"\x00junk" + payload, name="x.flac")
+
+
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile build cannot write MP3")
+def test_truncated_mp3_with_a_xing_header_is_an_error(tmp_path: Path) -> None:
+    data = write(tmp_path / "a.mp3", sine(440, 4.0, SR)).read_bytes()
+    assert b"Xing" in data[:64] or b"Info" in data[:64]  # the length is exact, so a cut can be recognised
+    with pytest.raises(DecodeError, match="truncated stream"):
+        decode_bytes(data[: len(data) // 2], name="cut.mp3")
+    id3 = b"ID3\x04\x00\x00\x00\x00\x01\x00" + bytes(128)  # an ID3v2 tag (128 bytes) before the first frame
+    with pytest.raises(DecodeError, match="truncated stream"):
+        decode_bytes(id3 + data[: len(data) // 2], name="cut.mp3")
+    assert abs(decode_bytes(id3 + data, name="a.mp3").shape[0] - 4 * SR) < SR // 10
+
+
+class _FailingReader(io.BytesIO):
+    """A storage stream whose reads fail from byte ``limit`` on (a connection that dies mid-object)."""
+
+    def __init__(self, data: bytes, limit: int) -> None:
+        super().__init__(data)
+        self.limit = limit
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self.getbuffer()) if size < 0 else self.tell() + size
+        if end > self.limit:
+            raise ConnectionResetError("connection reset by peer")
+        return super().read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def test_a_storage_error_mid_read_propagates_instead_of_looking_truncated(tmp_path: Path) -> None:
+    data = write(tmp_path / "a.wav", sine(440, 2.0, SR), subtype="PCM_16").read_bytes()
+    assert decode_stream(_FailingReader(data, len(data) + 1), name="a.wav").shape[0] == 2 * SR
+    with pytest.raises(ConnectionResetError):
+        decode_stream(_FailingReader(data, len(data) // 2), name="a.wav")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genre_core.config import ConfigError
-from jobs.resources import PoolResources, ResourcesConfig, load_resources
+from jobs.resources import PoolResources, ResourcesConfig, RetryResources, load_resources
 
 
 def test_shipped_configs_load():
@@ -14,6 +14,13 @@ def test_shipped_configs_load():
     cluster = load_resources("configs/label-cluster.yaml")
     assert cluster.cnn.num_gpus == 0.5 and cluster.gan.device == "cuda"
     assert load_resources(None) == ResourcesConfig()
+    assert local.retries == cluster.retries == RetryResources(actor_restarts=3, actor_task=3)
+
+
+def test_retries_are_configurable(tmp_path):
+    cfg = tmp_path / "r.yaml"
+    cfg.write_text("resources:\n  retries: {actor_restarts: 5}\n")
+    assert load_resources(str(cfg)).retries == RetryResources(actor_restarts=5, actor_task=3)
 
 
 def test_unknown_keys_are_rejected(tmp_path):
