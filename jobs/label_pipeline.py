@@ -36,13 +36,16 @@ PROGRESS_EVERY_S = 10.0
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to a cluster (``address`` or RAY_ADDRESS, as `ray job submit` sets) or start a local Ray."""
+    """Connect to a cluster (``address`` or RAY_ADDRESS, as `ray job submit` sets) or start a new local Ray.
+
+    Never anything in between: a plain ``ray.init()`` would join whatever cluster /tmp/ray last recorded on this
+    machine, and wait forever when that cluster is gone."""
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()  # bars flood non-interactive logs; we print lines instead
 

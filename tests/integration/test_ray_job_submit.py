@@ -44,7 +44,7 @@ def head_node(tmp_path):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
-        _wait_for(head, "Ray runtime started", timeout=120)
+        _wait_for(head, "Ray runtime started", timeout=300)
         yield f"http://127.0.0.1:{dash}", env
     finally:
         os.killpg(head.pid, signal.SIGTERM)
@@ -53,6 +53,15 @@ def head_node(tmp_path):
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(head.pid, signal.SIGKILL)
+            _forget_cluster(gcs)
+
+
+def _forget_cluster(gcs_port: int) -> None:
+    """Remove Ray's record of the last started cluster if it is ours (`ray stop` would; a killed head does not)."""
+    record = Path("/tmp/ray/ray_current_cluster")
+    with contextlib.suppress(OSError):
+        if record.read_text().strip().endswith(f":{gcs_port}"):
+            record.unlink()
 
 
 def _wait_for(proc: subprocess.Popen, marker: str, timeout: float) -> None:
