@@ -1,8 +1,9 @@
 """End to end: the Ray labelling job against a plain single-process loop over the same genre_core stages.
 
-  python benchmarks/end_to_end.py --catalog /work/final/corpus/catalog.parquet --limit 400 [--models DIR]
+  python benchmarks/end_to_end.py --catalog /work/final/corpus/catalog.parquet --limit 1000 [--models DIR]
 
-Both label the same first ``--limit`` rows with the same model bundles:
+Both label the same first ``--limit`` rows with the same model bundles (beyond the catalog's length its rows
+come again under new track_ids):
 
   single process  one song at a time: DecodeStage -> CNNVoter -> GANStage (when the models have a GAN bundle),
                   i.e. the loop a user would write around genre_core, torch with its default threads;
@@ -25,12 +26,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _catalogs import first_rows  # noqa: E402
 from _results import record  # noqa: E402
 
+from genre_core.decoding import DecodeStage
 from genre_core.label_store import latest_labels, manifests  # noqa: E402
 from genre_core.labelling import CNNVoter  # noqa: E402
-from genre_core.schema import read_catalog  # noqa: E402
-from genre_core.stages import DecodeStage, GANStage  # noqa: E402
+from genre_core.stages import GANStage  # noqa: E402
 from jobs import label  # noqa: E402
 from jobs.cli import run_job  # noqa: E402
 from jobs.models import DEFAULT_MODELS, resolve_models  # noqa: E402
@@ -67,13 +69,13 @@ def compare(ours: pd.DataFrame, ray_labels: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", required=True)
-    parser.add_argument("--limit", type=int, default=400)
+    parser.add_argument("--limit", type=int, default=1000)
     parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--config", default="configs/label-local.yaml")
     parser.add_argument("--no-gan", action="store_true", help="CNN path only, in both runs")
     args = parser.parse_args(argv)
 
-    df = read_catalog(args.catalog).iloc[: args.limit].reset_index(drop=True)
+    df = first_rows(args.catalog, args.limit)
     models = resolve_models(args.models, use_gan=not args.no_gan)
     for uri in df["audio_uri"]:  # warm page cache for both runs
         with open(uri, "rb") as fh:
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = single_s / ray_s
     gan = "CNN + GAN" if models.gan_url else "CNN only"
     lines = [
-        f"- {n} songs of {args.catalog} ({gan}; {dict(ours['status'].value_counts())}); {verdict}",
+        f"- {n} songs of {args.catalog} ({gan}; {ours['status'].value_counts().to_dict()}); {verdict}",
         f"- single process (DecodeStage -> CNNVoter{' -> GANStage' if models.gan_url else ''}, song by song, "
         f"torch threads {torch_threads()}): {single_s:.1f} s, **{n / single_s:.2f} songs/s**",
         f"- Ray job on {os.cpu_count()} CPUs ({args.config}, Ray start-up and publishing included): "

@@ -25,10 +25,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import record  # noqa: E402
 
 from genre_core.artifacts import load_cnn_bundle  # noqa: E402
+from genre_core.decoding import DecodeStage
 from genre_core.labelling import CNNVoter  # noqa: E402
 from genre_core.models.gan import GANBundle, GANModelConfig, Generator, save_gan_bundle  # noqa: E402
 from genre_core.schema import STATUS_UNCLASSIFIED, read_catalog  # noqa: E402
-from genre_core.stages import DecodeStage, GANStage  # noqa: E402
+from genre_core.stages import GANStage  # noqa: E402
 from jobs.models import DEFAULT_MODELS  # noqa: E402
 
 

@@ -21,12 +21,9 @@ import tempfile
 import threading
 import time
 
-import pandas as pd
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _catalogs import first_rows  # noqa: E402
 from _results import record  # noqa: E402
-
-from genre_core.schema import read_catalog  # noqa: E402
 
 
 def children_map() -> dict[int, list[int]]:
@@ -131,16 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    source = read_catalog(args.catalog)
-    reps = -(-max(sizes) // len(source))
-    big = pd.concat([source.assign(track_id=source["track_id"] + (f"-r{k}" if k else "")) for k in range(reps)],
-                    ignore_index=True).iloc[: max(sizes)]
+    big = first_rows(args.catalog, max(sizes))
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         catalog = os.path.join(tmp, "catalog.parquet")
         big.to_parquet(catalog)
         results = [run_once(catalog, n, args.models, args.interval, tmp) for n in sizes]
 
-    lines = [f"- catalogs: the first N rows of {args.catalog} ({len(source)} songs) repeated under new track_ids; "
+    lines = [f"- catalogs: the first N rows of {args.catalog}, repeated under new track_ids beyond its length; "
              f"local Ray on {os.cpu_count()} CPUs, configs/label-local.yaml; sampled every {args.interval} s", "",
              "| songs | wall s | peak PSS, whole tree (MB) | driver peak RSS (MB) | largest worker peak RSS (MB) "
              "| processes |",

@@ -20,6 +20,7 @@ import torch
 from genre_core.artifacts import load_cnn_bundle
 from genre_core.audio import load_audio
 from genre_core.config import AudioConfig, ConfigError, FeatureConfig, VotingConfig
+from genre_core.decoding import as_column
 from genre_core.errors import TooShortError, TrackError
 from genre_core.features import feature_version, song_slices
 from genre_core.schema import LABEL_COLUMNS, STATUS_CLASSIFIED, STATUS_ERROR, check_catalog_columns
@@ -88,15 +89,6 @@ class CNNVoter:
             out["slices"] = as_column([s if st == "unclassified" else empty
                                      for s, st in zip(slices, cols["status"], strict=True)])
         return out
-
-
-def as_column(values: list[Any]) -> np.ndarray:
-    """A 1-D numpy column; ragged or None-holding values become an object array (Ray's numpy batch format)."""
-    if values and all(isinstance(v, (int, np.integer)) for v in values):
-        return np.asarray(values, dtype=np.int64)
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr
 
 
 def check_feature_config(feature_cfg: FeatureConfig, bundle_cfg: FeatureConfig) -> None:

@@ -1,8 +1,8 @@
 """The labelling pipeline as plain callables over column batches (``dict[str, np.ndarray]``).
 
-``DecodeStage`` (audio -> slices) -> ``CNNVoter`` (slices -> votes, see :mod:`genre_core.labelling`) ->
-``GANStage`` (unclassified songs -> GAN refinement) -> :func:`label_table` (rows of the labels schema).
-Ray runs the first as tasks and the next two as actor pools (``jobs/label.py``); tests and the sequential
+``DecodeStage`` (audio -> slices, :mod:`genre_core.decoding`) -> ``CNNVoter`` (slices -> votes, see
+:mod:`genre_core.labelling`) -> ``GANStage`` (unclassified songs -> GAN refinement) -> :func:`label_table` (rows of
+the labels schema). Ray runs the first three as actor pools (``jobs/label_pipeline.py``); tests and the sequential
 reference call them directly. One row is one song throughout, so voting never needs a shuffle.
 """
 
@@ -16,61 +16,15 @@ import pyarrow as pa
 import torch
 
 from genre_core.artifacts import CNNBundle, load_cnn_bundle
-from genre_core.audio import load_audio
-from genre_core.config import AudioConfig, FeatureConfig
-from genre_core.errors import TooShortError, TrackError
-from genre_core.features import song_slices, warm_up
-from genre_core.labelling import as_column
+from genre_core.decoding import as_column
 from genre_core.models.gan import GANBundle, Generator, load_gan_bundle
 from genre_core.refine import refine_unclassified
 from genre_core.schema import (
     LABEL_COLUMNS,
-    STATUS_ERROR,
     STATUS_GAN_RESOLVED,
     STATUS_UNCLASSIFIED,
     labels_table,
 )
-
-
-class DecodeStage:
-    """Decode, resample, slice and log-mel each song of a batch (CPU work, one Ray task per batch).
-
-    Adds ``slices`` (``[n, n_mels, n_frames]`` float32 per song), ``duration_s``, ``status`` (``"error"`` or
-    ``"pending"``) and ``error``. A :class:`TrackError` costs only its own track; anything else is a bug or an
-    infrastructure failure and propagates.
-    """
-
-    def __init__(self, feature_cfg: FeatureConfig, audio_cfg: AudioConfig | None = None,
-                 root: str | None = None) -> None:
-        self.feature_cfg = feature_cfg
-        self.audio_cfg = audio_cfg or AudioConfig(sample_rate=feature_cfg.sample_rate)
-        self.root = root
-        warm_up(feature_cfg)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        empty = np.zeros((0, self.feature_cfg.n_mels, self.feature_cfg.slice_frames), np.float32)
-        slices, durations, statuses, errors = [], [], [], []
-        for uri in batch["audio_uri"]:
-            duration, song, status, error = None, empty, "pending", None
-            try:
-                audio = load_audio(str(uri), self.audio_cfg, root=self.root)
-                duration = len(audio) / self.audio_cfg.sample_rate
-                try:
-                    song = song_slices(audio, self.feature_cfg)
-                except TooShortError as exc:
-                    raise TooShortError(f"{uri}: {exc}") from exc
-                if len(song) == 0:
-                    raise TooShortError(f"{uri}: no complete {self.feature_cfg.slice_seconds:.2f} s slice")
-            except TrackError as exc:
-                song, status, error = empty, STATUS_ERROR, exc.describe()
-            slices.append(song)
-            durations.append(duration)
-            statuses.append(status)
-            errors.append(error)
-        out = dict(batch)
-        out.update(slices=as_column(slices), duration_s=as_column(durations), status=as_column(statuses),
-                   error=as_column(errors))
-        return out
 
 
 def label_table(batch: dict[str, Any], classes: list[str], *, model_version: str, gan_version: str | None,

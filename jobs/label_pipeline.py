@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 import ray
 
-from genre_core.config import AudioConfig, FeatureConfig
+from genre_core.config import AudioConfig
+from genre_core.decoding import DecodeStage, as_column
 from genre_core.label_store import RunWriter
-from genre_core.labelling import CNNVoter, as_column
-from genre_core.stages import DecodeStage, GANStage, label_table
+from genre_core.labelling import CNNVoter
+from genre_core.stages import GANStage, label_table
 from jobs.models import ModelSet
 from jobs.resources import PoolResources, ResourcesConfig, RetryResources
 
@@ -58,13 +59,6 @@ def _device(pool: PoolResources) -> str:
     return "cuda" if pool.num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-class DecodeActor(DecodeStage):
-    """Decode pool: audio -> log-mel slices, CPU only."""
-
-    def __init__(self, feature_cfg: FeatureConfig, root: str | None) -> None:
-        super().__init__(feature_cfg, AudioConfig(sample_rate=feature_cfg.sample_rate), root)
-
-
 # Columns that hold a string or a list, or None. Ray Data hands a column that is None in every row of a block
 # (a block of error rows has no genre or probabilities, one of valid songs no error) to the next stage as float
 # NaN: passed on as such, it would meet the same column as strings in another block and fail the whole run.
@@ -84,11 +78,12 @@ class CNNActor(CNNVoter):
     """Pool 1: batched CNN + voting. Classified and error rows leave their spectrograms here; without a GAN stage
     after it (``last_stage``) every row does, and the row is final (``cnn_status`` = ``status``)."""
 
-    def __init__(self, bundle_url: str, device: str, torch_threads: int, last_stage: bool) -> None:
+    def __init__(self, bundle_url: str, device: str, torch_threads: int, forward_slices: int,
+                 last_stage: bool) -> None:
         import torch
 
         torch.set_num_threads(torch_threads)
-        super().__init__(bundle_url, device=device, drop_classified_slices=True)
+        super().__init__(bundle_url, device=device, batch_slices=forward_slices, drop_classified_slices=True)
         self.last_stage = last_stage
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -130,13 +125,17 @@ def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, au
     # from_items builds the blocks in the driver (from_pandas would start a metadata task per block)
     ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // k)))
     ds = ds.map_batches(
-        DecodeActor, fn_constructor_kwargs={"feature_cfg": models.feature_config, "root": audio_root},
+        DecodeStage,  # from a torch-free module: decode workers never import torch
+        fn_constructor_kwargs={"feature_cfg": models.feature_config,
+                               "audio_cfg": AudioConfig(sample_rate=models.feature_config.sample_rate),
+                               "root": audio_root},
         compute=ray.data.ActorPoolStrategy(size=res.decode.concurrency), batch_size=None,
         batch_format="numpy", num_cpus=res.decode.num_cpus, **_actor_retries(res.retries),
     )
     ds = ds.map_batches(
         CNNActor, fn_constructor_kwargs={"bundle_url": models.cnn_url, "device": _device(res.cnn),
-                                         "torch_threads": res.torch_threads, "last_stage": not models.gan_url},
+                                         "torch_threads": res.torch_threads, "forward_slices": res.cnn.forward_slices,
+                                         "last_stage": not models.gan_url},
         compute=ray.data.ActorPoolStrategy(size=res.cnn.concurrency), batch_size=res.cnn.batch_size,
         batch_format="numpy", num_cpus=res.cnn.num_cpus, num_gpus=res.cnn.num_gpus, **_actor_retries(res.retries),
     )

@@ -129,7 +129,7 @@ class WorkerKiller(threading.Thread):
 def test_killing_a_decode_actor_and_the_cnn_actor_mid_batch_changes_nothing(local_ray, catalog, config,
                                                                              undisturbed, tmp_path):
     out = str(tmp_path / "labels")
-    decode_batch = "ray::MapWorker(MapBatches(DecodeActor)).submit"
+    decode_batch = "ray::MapWorker(MapBatches(DecodeStage)).submit"
     cnn_batch = "ray::MapWorker(MapBatches(CNNActor)).submit"
     killer = WorkerKiller([decode_batch, cnn_batch])
     killer.start()

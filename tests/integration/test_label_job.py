@@ -10,10 +10,11 @@ import pytest
 
 from genre_core import storage
 from genre_core.artifacts import load_cnn_bundle, save_cnn_bundle
+from genre_core.decoding import DecodeStage
 from genre_core.label_store import Manifest, RunWriter, latest_labels, manifests
 from genre_core.labelling import CNNVoter
 from genre_core.schema import LABEL_COLUMNS, read_parquet
-from genre_core.stages import DecodeStage, GANStage
+from genre_core.stages import GANStage
 from jobs import label, make_catalog
 from jobs.cli import run_job
 from jobs.models import DEFAULT_MODELS, resolve_models
