@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import select
 import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -65,16 +64,19 @@ def _forget_cluster(gcs_port: int) -> None:
 
 
 def _wait_for(proc: subprocess.Popen, marker: str, timeout: float) -> None:
-    deadline, seen = time.monotonic() + timeout, []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        line = proc.stdout.readline() if ready else ""
-        seen.append(line)
-        if marker in line:
-            return
-        if proc.poll() is not None:
-            break
-    raise RuntimeError(f"`ray start --head` did not report {marker!r}:\n{''.join(seen)[-3000:]}")
+    """Wait until ``proc`` prints ``marker``; its output is read by a thread (and keeps being drained)."""
+    seen: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            seen.append(line)
+            if marker in line:
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout):
+        raise RuntimeError(f"`ray start --head` did not report {marker!r}:\n{''.join(seen)[-3000:]}")
 
 
 def test_ray_job_submit_labels_a_catalog(head_node, tmp_path):
