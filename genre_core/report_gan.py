@@ -44,13 +44,14 @@ def translation_example(
     top_k: int,
     threshold: float,
     cost_weight: float,
+    vote_weight: float = 0.0,
     slice_index: int | None = None,
     standardize: bool = True,
 ) -> TranslationExample:
     """Refine one song and keep one slice's translations for the picture (default: the middle slice)."""
     x = torch.as_tensor(np.asarray(slices, dtype=np.float32))
     ev = candidate_evidence(x, vote_probs, generator, cnn, top_k, standardize=standardize)
-    decision = decide_from_evidence(ev, threshold, cost_weight)
+    decision = decide_from_evidence(ev, threshold, cost_weight, vote_weight)
     i = len(x) // 2 if slice_index is None else int(slice_index)
     y = translate(x[i:i + 1], ev.candidates, generator)[:, 0, 0].cpu().numpy()  # [k, M, T]
     return TranslationExample(
