@@ -59,7 +59,8 @@ class GANTrainConfig:
     lr_d: float = 4e-4
     d_warmup_steps: int = 300      # genre-head-only steps of the discriminator before the GAN steps
     d_warmup_lr: float = 1e-3
-    augment: float = 0.0           # recording-chain degradation of G's input crops, 1 = shifted preset (0 = off)
+    augment: float = 0.0           # recording-chain degradation of G's input crops, 1 = shifted preset (0 = off;
+                                   # the training job's default is 1, see jobs.train_gan)
     beta1: float = 0.5
     beta2: float = 0.999
     decay_from: float = 0.5        # fraction of the steps after which the learning rates decay linearly to 0
