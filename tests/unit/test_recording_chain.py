@@ -39,8 +39,8 @@ def test_room_tail_is_causal_and_decays_faster_in_a_dry_room() -> None:
 
 
 def test_degrade_works_in_log_power_units() -> None:
-    # a crop of pure "tone" in one band and silence (-40 dB) elsewhere: the degradations must keep it finite
-    # and must raise the silent bands (room, hiss) rather than lower the tone below them
+    # a crop of pure "tone" in one band and silence (-40 dB) elsewhere: in ln-power units the degradations stay
+    # finite and the tone stays above the crop's mean level (EQ and hiss change levels by dB, not by slice stds)
     x = torch.full((8, 1, 32, 16), -40 * np.log(10) / 10 / LOG_MEL_STD)
     x[:, :, 10] = 0.0
     y = degrade(standardize(x), mel_band_hz(32, 20.0, 11025.0), 1.0, torch.Generator().manual_seed(3))
