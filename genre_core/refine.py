@@ -2,30 +2,36 @@
 
 The rule, for one song whose slice vote was ambiguous:
 
-1. **Candidates.** The ``top_k`` genres of the song's vote shares (ties to the lower index), i.e. the genres
-   the CNN already hesitated between. No other genre can be chosen.
-2. **Translation.** Every slice ``x`` is translated to every candidate ``c`` by the conditional generator:
-   ``y = G(x, c)`` (all ``k * n_slices`` translations in one batch, chunked by ``batch_size``).
-3. **Evidence per candidate.**
-   *confidence* ``conf_c`` = the frozen CNN's mean probability of ``c`` over the slices translated to ``c``
-   (``y`` is re-standardised per slice first when ``standardize``, as the CNN's inputs always are);
-   *cost* ``cost_c`` = the mean absolute change ``|G(x, c) - x|`` per bin, averaged over the slices (in units
-   of the standardised input). A generator trained with an identity loss changes a slice little when it
-   already belongs to ``c`` and a lot when it must be rewritten into ``c``; a genre that the song reaches
-   with less change is more plausible.
-4. **Score.** ``s_c = log(conf_c) - cost_weight * cost_c``, turned into shares over the candidates
-   ``q = softmax(s)`` (so ``q`` sums to 1; ``cost_weight = 0`` trusts the CNN alone, a large weight trusts
-   the cost alone).
+1. **Candidates.** The ``top_k`` genres of the song's vote shares ``v`` (ties to the lower index), i.e. the
+   genres the CNN already hesitated between. No other genre can be chosen.
+2. **Translation.** Every slice ``x`` is translated to EVERY genre ``g`` by the conditional generator,
+   ``G(x, g)`` (``n_classes * n_slices`` translations, in batches of ``batch_size``), and the frozen CNN
+   reads each translation (re-standardised per slice first when ``standardize``, as the CNN's inputs always
+   are): :class:`TranslationReadings`.
+3. **Evidence per candidate ``c``.**
+   *reading* ``r_c`` = the CNN's mean probability of ``c`` over the slices translated to every genre (the
+   mean over all targets ``g`` of ``P(c | G(x, g))``). A generator trained to give back the clean slice of
+   the genre it is asked for (restoration training, :mod:`genre_core.training.recording_chain`) removes
+   recording effects on the way; every target pulls the reading towards itself, and averaging over all
+   targets cancels those pulls, so what remains is how the CNN reads the song's cleaned-up content.
+   *confidence* ``conf_c`` = ``P(c | G(x, c))`` (Bae's "translate to c and ask the CNN"; kept as a
+   diagnostic: a generator that fools the CNN reaches any genre, so on its own it says little).
+   *cost* ``cost_c`` = the mean absolute change ``|G(x, c) - x|`` per bin (in units of the standardised
+   input): a genre the song reaches with less change is more plausible.
+4. **Score.** ``s_c = vote_weight * log(v_c) + log(r_c) - cost_weight * cost_c``, turned into shares over
+   the candidates ``q = softmax(s)`` (so ``q`` sums to 1). ``vote_weight`` keeps part of the original
+   votes (the translation then has to outweigh them), ``cost_weight`` adds the translation cost.
 5. **Decision.** The best candidate is taken (status ``gan_resolved``) iff ``q_best >= threshold`` and it is
-   strictly ahead of the runner-up; otherwise the song stays ``unclassified``. ``threshold``, ``cost_weight``
-   and ``top_k`` are chosen on validation songs (never test songs), see
+   strictly ahead of the runner-up; otherwise the song stays ``unclassified``. ``threshold``, ``vote_weight``,
+   ``cost_weight`` and ``top_k`` are chosen on validation songs (never test songs), see
    :func:`genre_core.training.gan.choose_refine_params`. With ``threshold <= 1 / top_k`` every song with a
    strict winner is decided.
 
-With the identity map as "generator", ``cost_c = 0`` and ``conf_c`` is the vote share of ``c``, so the rule
-reduces to the forced argmax of the votes: whatever the GAN stage adds over that baseline comes from the
-translation. Songs the CNN classified are never passed here (:func:`refine_unclassified` returns None for
-them). Nothing here does I/O or changes the models: both must already be in eval mode.
+With the identity map as "generator", ``cost_c = 0`` and ``r_c = conf_c`` is the vote share of ``c``, so the
+rule reduces to the forced argmax of the votes (for any weights): whatever the GAN stage adds over that
+baseline comes from the translation. Songs the CNN classified are never passed here
+(:func:`refine_unclassified` returns None for them). Nothing here does I/O or changes the models: both must
+already be in eval mode.
 """
 
 from __future__ import annotations
@@ -47,13 +53,22 @@ Classifier = Callable[[torch.Tensor], torch.Tensor]                # x [B,1,M,T]
 
 
 @dataclass(frozen=True, eq=False)
+class TranslationReadings:
+    """The song translated to every genre, as the frozen CNN reads it (read-only float64 arrays)."""
+
+    probs: np.ndarray   # [n_classes (target g), n_classes (read as c)]: mean over slices of P(c | G(x, g))
+    cost: np.ndarray    # [n_classes (target g)]: mean |G(x, g) - x| per bin
+
+
+@dataclass(frozen=True, eq=False)
 class CandidateEvidence:
     """What the translation says about each candidate genre of one song (arrays ``[k]``, read-only)."""
 
     candidates: np.ndarray   # int64 genre indices, in vote order (best vote first)
-    confidence: np.ndarray   # float64, CNN's mean probability of c on the slices translated to c
+    confidence: np.ndarray   # float64, P(c | G(x, c)): the CNN's mean probability of c on slices translated to c
     cost: np.ndarray         # float64, mean |G(x, c) - x| per bin
-    vote_shares: np.ndarray  # float64, the song's vote share of each candidate (for reference)
+    vote_shares: np.ndarray  # float64, the song's vote share of each candidate
+    reading: np.ndarray      # float64, mean over every target genre g of P(c | G(x, g))
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +83,7 @@ class RefineDecision:
     scores: np.ndarray          # [k] float64 q shares over the candidates (sum to 1)
     threshold: float
     cost_weight: float
+    vote_weight: float = 0.0
 
     @property
     def resolved(self) -> bool:
@@ -143,6 +159,49 @@ def translate(slices: torch.Tensor | np.ndarray, candidates: np.ndarray, generat
 
 
 @torch.inference_mode()
+def read_translations(
+    slices: torch.Tensor | np.ndarray,
+    generator: Translator,
+    cnn: Classifier,
+    n_classes: int,
+    *,
+    batch_size: int = 256,
+    standardize: bool = True,
+) -> TranslationReadings:
+    """Step 2 of the rule: translate every slice to every genre and let the CNN read each translation."""
+    slices = _as_slices(slices)
+    _check_eval(cnn, "cnn")
+    slices = slices.to(_device_of(generator, cnn) or slices.device)
+    y = translate(slices, np.arange(n_classes), generator, batch_size)          # [C, n, 1, M, T]
+    n = y.shape[1]
+    cost = (y - slices.unsqueeze(0)).abs().flatten(2).mean(dim=2).mean(dim=1)  # [C]
+    flat = y.reshape(n_classes * n, *y.shape[2:])
+    if standardize:
+        flat = standardize_slices(flat)
+    probs = torch.cat([torch.softmax(cnn(flat[i:i + batch_size]).float(), dim=-1)
+                       for i in range(0, n_classes * n, batch_size)]).view(n_classes, n, -1)
+    if probs.shape[-1] != n_classes:
+        raise ValueError(f"the CNN has {probs.shape[-1]} classes but {n_classes} genres were asked for")
+    out = TranslationReadings(probs.mean(dim=1).double().cpu().numpy(), cost.double().cpu().numpy())
+    out.probs.setflags(write=False)
+    out.cost.setflags(write=False)
+    return out
+
+
+def evidence_from_readings(readings: TranslationReadings, vote_probs: torch.Tensor | np.ndarray,
+                           top_k: int) -> CandidateEvidence:
+    """Steps 1 and 3 of the rule: the candidates and their reading, confidence and cost."""
+    shares = _as_votes(vote_probs, top_k)
+    if readings.probs.shape != (len(shares), len(shares)):
+        raise ValueError(f"readings are {readings.probs.shape} for {len(shares)} vote shares")
+    cand = top_candidates(shares, top_k)
+    arrays = [cand, readings.probs[cand, cand].astype(np.float64), readings.cost[cand].astype(np.float64),
+              shares[cand].astype(np.float64), readings.probs[:, cand].mean(axis=0).astype(np.float64)]
+    for a in arrays:
+        a.setflags(write=False)
+    return CandidateEvidence(*arrays)
+
+
 def candidate_evidence(
     slices: torch.Tensor | np.ndarray,
     vote_probs: torch.Tensor | np.ndarray,
@@ -153,36 +212,26 @@ def candidate_evidence(
     batch_size: int = 256,
     standardize: bool = True,
 ) -> CandidateEvidence:
-    """Steps 1-3 of the rule (see the module docstring): candidates, confidence and cost per candidate."""
-    slices, shares = _as_slices(slices), _as_votes(vote_probs, top_k)
-    _check_eval(cnn, "cnn")
-    slices = slices.to(_device_of(generator, cnn) or slices.device)
-    cand = top_candidates(shares, top_k)
-    y = translate(slices, cand, generator, batch_size)                      # [k, n, 1, M, T]
-    k, n = y.shape[:2]
-    cost = (y - slices.unsqueeze(0)).abs().flatten(2).mean(dim=2).mean(dim=1)  # [k]
-    flat = y.reshape(k * n, *y.shape[2:])
-    if standardize:
-        flat = standardize_slices(flat)
-    probs = torch.cat([torch.softmax(cnn(flat[i:i + batch_size]).float(), dim=-1)
-                       for i in range(0, k * n, batch_size)]).view(k, n, -1)
-    if probs.shape[-1] != len(shares):
-        raise ValueError(f"the CNN has {probs.shape[-1]} classes but vote_probs has {len(shares)}")
-    idx = torch.as_tensor(cand, device=probs.device)
-    conf = probs[torch.arange(k, device=probs.device), :, idx].mean(dim=1)  # P(c | G(x, c)), mean over slices
-    arrays = [cand, conf.double().cpu().numpy(), cost.double().cpu().numpy(), shares[cand].astype(np.float64)]
-    for a in arrays:
-        a.setflags(write=False)
-    return CandidateEvidence(*arrays)
+    """Steps 1-3 of the rule (see the module docstring)."""
+    shares = _as_votes(vote_probs, top_k)
+    readings = read_translations(slices, generator, cnn, len(shares), batch_size=batch_size, standardize=standardize)
+    return evidence_from_readings(readings, shares, top_k)
 
 
-def decide_from_evidence(evidence: CandidateEvidence, threshold: float, cost_weight: float) -> RefineDecision:
-    """Steps 4-5 of the rule: score shares ``q = softmax(log conf - cost_weight * cost)`` and the decision."""
+def _check_params(threshold: float, cost_weight: float, vote_weight: float) -> None:
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    if not (np.isfinite(cost_weight) and cost_weight >= 0):
-        raise ValueError(f"cost_weight must be finite and >= 0, got {cost_weight}")
-    q = refine_scores(evidence.confidence, evidence.cost, cost_weight)
+    for name, w in (("cost_weight", cost_weight), ("vote_weight", vote_weight)):
+        if not (np.isfinite(w) and w >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {w}")
+
+
+def decide_from_evidence(evidence: CandidateEvidence, threshold: float, cost_weight: float,
+                         vote_weight: float = 0.0) -> RefineDecision:
+    """Steps 4-5 of the rule: score shares ``q = softmax(vote_weight log v + log r - cost_weight cost)``
+    and the decision."""
+    _check_params(threshold, cost_weight, vote_weight)
+    q = refine_scores(evidence.reading, evidence.cost, cost_weight, evidence.vote_shares, vote_weight)
     order = np.argsort(-q, kind="stable")
     best = int(order[0])
     top = float(q[best])
@@ -194,13 +243,20 @@ def decide_from_evidence(evidence: CandidateEvidence, threshold: float, cost_wei
         genre_index=int(evidence.candidates[best]) if ok else None,
         best_index=int(evidence.candidates[best]),
         confidence=top, evidence=evidence, scores=q, threshold=float(threshold), cost_weight=float(cost_weight),
+        vote_weight=float(vote_weight),
     )
 
 
-def refine_scores(confidence: np.ndarray, cost: np.ndarray, cost_weight: float) -> np.ndarray:
-    """``softmax(log(max(conf, 1e-12)) - cost_weight * cost)`` over the last axis (works on ``[..., k]``)."""
-    s = np.log(np.maximum(np.asarray(confidence, dtype=np.float64), CONF_FLOOR)) - cost_weight * np.asarray(
+def refine_scores(reading: np.ndarray, cost: np.ndarray, cost_weight: float,
+                  vote_shares: np.ndarray | None = None, vote_weight: float = 0.0) -> np.ndarray:
+    """``softmax(vote_weight log v + log r - cost_weight cost)`` over the last axis (works on ``[..., k]``);
+    shares and readings are floored at 1e-12 before the log."""
+    s = np.log(np.maximum(np.asarray(reading, dtype=np.float64), CONF_FLOOR)) - cost_weight * np.asarray(
         cost, dtype=np.float64)
+    if vote_weight:
+        if vote_shares is None:
+            raise ValueError("vote_weight > 0 needs the vote shares")
+        s = s + vote_weight * np.log(np.maximum(np.asarray(vote_shares, dtype=np.float64), CONF_FLOOR))
     s = s - s.max(axis=-1, keepdims=True)
     e = np.exp(s)
     return e / e.sum(axis=-1, keepdims=True)
@@ -215,6 +271,7 @@ def refine(
     threshold: float,
     cost_weight: float,
     *,
+    vote_weight: float = 0.0,
     batch_size: int = 256,
     standardize: bool = True,
 ) -> RefineDecision:
@@ -222,13 +279,10 @@ def refine(
     ``[n_classes]`` (the rule is in the module docstring). Both models must be in eval mode and on one
     device (the slices are moved there); ``standardize`` re-standardises translated slices per slice before
     the CNN (use it when the features are ``per_slice``-normalised)."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    if not (np.isfinite(cost_weight) and cost_weight >= 0):
-        raise ValueError(f"cost_weight must be finite and >= 0, got {cost_weight}")
+    _check_params(threshold, cost_weight, vote_weight)
     ev = candidate_evidence(slices, vote_probs, generator, cnn, top_k, batch_size=batch_size,
                             standardize=standardize)
-    return decide_from_evidence(ev, threshold, cost_weight)
+    return decide_from_evidence(ev, threshold, cost_weight, vote_weight)
 
 
 def refine_unclassified(

@@ -3,7 +3,8 @@
 :func:`translation_example` computes what to draw for one song (pure: tensors in, arrays out);
 :func:`draw_translations` draws several songs into one PNG with matplotlib (Agg backend, no display).
 Each row is a song: the original slice, then for every candidate genre the translated slice ``G(x, c)``
-and the change ``G(x, c) - x``, titled with the CNN's confidence, the translation cost and the refine share.
+and the change ``G(x, c) - x``, titled with the CNN's confidence ``P(c | G(x, c))``, the reading of ``c``
+over translations to every genre, the translation cost and the refine share.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class TranslationExample:
     original: np.ndarray        # [n_mels, n_frames]
     candidates: tuple[str, ...]
     translated: np.ndarray      # [k, n_mels, n_frames]
-    confidence: np.ndarray      # [k]
+    confidence: np.ndarray      # [k] P(c | G(x, c))
+    reading: np.ndarray         # [k] the CNN's reading of c over translations to every genre
     cost: np.ndarray            # [k]
     scores: np.ndarray          # [k] refine shares q
     decided: str | None         # genre chosen by refine, None when it stays unclassified
@@ -45,19 +47,21 @@ def translation_example(
     top_k: int,
     threshold: float,
     cost_weight: float,
+    vote_weight: float = 0.0,
     slice_index: int | None = None,
     standardize: bool = True,
 ) -> TranslationExample:
     """Refine one song and keep one slice's translations for the picture (default: the middle slice)."""
     x = torch.as_tensor(np.asarray(slices, dtype=np.float32))
     ev = candidate_evidence(x, vote_probs, generator, cnn, top_k, standardize=standardize)
-    decision = decide_from_evidence(ev, threshold, cost_weight)
+    decision = decide_from_evidence(ev, threshold, cost_weight, vote_weight)
     i = len(x) // 2 if slice_index is None else int(slice_index)
     y = translate(x[i:i + 1], ev.candidates, generator)[:, 0, 0].cpu().numpy()  # [k, M, T]
     return TranslationExample(
         song_id=song_id, true_genre=true_genre, original=x[i].cpu().numpy(),
         candidates=tuple(classes[int(c)] for c in ev.candidates), translated=y,
-        confidence=np.asarray(ev.confidence), cost=np.asarray(ev.cost), scores=np.asarray(decision.scores),
+        confidence=np.asarray(ev.confidence), reading=np.asarray(ev.reading), cost=np.asarray(ev.cost),
+        scores=np.asarray(decision.scores),
         decided=classes[decision.genre_index] if decision.genre_index is not None else None,
     )
 
@@ -90,8 +94,8 @@ def draw_translations(path: str | IO[bytes], examples: Sequence[TranslationExamp
                 a_d.axis("off")
                 continue
             a_t.imshow(ex.translated[j], origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi)
-            a_t.set_title(f"G(x, {ex.candidates[j]})\nCNN {ex.confidence[j]:.2f} cost {ex.cost[j]:.3f} "
-                          f"q {ex.scores[j]:.2f}", fontsize=8)
+            a_t.set_title(f"G(x, {ex.candidates[j]}): CNN {ex.confidence[j]:.2f}\nread {ex.reading[j]:.2f} "
+                          f"cost {ex.cost[j]:.3f} q {ex.scores[j]:.2f}", fontsize=8)
             a_d.imshow(ex.translated[j] - ex.original, origin="lower", aspect="auto", cmap="coolwarm",
                        vmin=-diff_max, vmax=diff_max)
             a_d.set_title(f"change to {ex.candidates[j]}\n(+-{diff_max:.2f})", fontsize=8)

@@ -63,6 +63,7 @@ class GANStage:
         self.device = next(self.cnn.parameters()).device
         self.classes = list(cnn_meta.classes)
         self.params = {k: self.meta.refine[k] for k in ("top_k", "threshold", "cost_weight")}
+        self.params["vote_weight"] = float(self.meta.refine.get("vote_weight", 0.0))
         self.params["standardize"] = cnn_meta.feature_config.normalization == "per_slice"
 
     @property

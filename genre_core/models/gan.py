@@ -237,15 +237,20 @@ def discriminator_losses(
 
 def generator_losses(
     g: Generator, d: Discriminator, real: torch.Tensor, real_genre: torch.Tensor, target: torch.Tensor,
-    w: GANLossWeights,
+    w: GANLossWeights, clean: torch.Tensor | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Generator losses for translating ``real`` (genres ``real_genre``) to ``target``; returns (losses, fake)."""
+    """Generator losses for translating ``real`` (genres ``real_genre``) to ``target``; returns (losses, fake).
+
+    ``clean``: what the identity and cycle terms must give back (default ``real``). When ``real`` is a
+    degraded copy of ``clean``, the identity term is a restoration loss ``G(real, c_real) ~ clean``.
+    """
+    clean = real if clean is None else clean
     fake = g(real, target)
     adv_fake, cls_fake = d(fake)
     adv = -adv_fake.mean()
     cls = F.cross_entropy(cls_fake, target)
-    cycle = (g(fake, real_genre) - real).abs().mean()
-    identity = g.delta(real, real_genre).abs().mean()
+    cycle = (g(fake, real_genre) - clean).abs().mean()
+    identity = (real + g.delta(real, real_genre) - clean).abs().mean()
     total = w.adversarial * adv + w.classification * cls + w.cycle * cycle + w.identity * identity
     return ({"total": total, "adv": adv, "cls": cls, "cycle": cycle, "identity": identity,
              "cost": (fake - real).abs().mean().detach(),
@@ -263,8 +268,8 @@ class GANBundle:
     """Metadata of a GAN bundle (``bundle.json``, kind ``"gan"``).
 
     ``cnn_version`` and ``feature_version`` name the CNN bundle whose training songs and features the GAN was
-    trained on; ``refine`` holds the refine parameters chosen on validation songs (top_k, cost_weight,
-    threshold). ``train_config`` is informational (a plain dict).
+    trained on; ``refine`` holds the refine parameters chosen on validation songs (top_k, vote_weight,
+    cost_weight, threshold; a bundle without vote_weight means 0). ``train_config`` is informational (a plain dict).
     """
 
     classes: tuple[str, ...]

@@ -10,8 +10,9 @@ that the genre loss guides the generator from its first step: with a CPU budget 
 genre head learnt from scratch alongside the generator stays near chance for most of the run.
 Deterministic on CPU for a given seed.
 
-The refine parameters (``top_k``, ``cost_weight``, ``threshold``, see :mod:`genre_core.refine`) are chosen
-on VALIDATION songs with :func:`choose_refine_params`; test songs are never seen here.
+The refine parameters (``top_k``, ``vote_weight``, ``cost_weight``, ``threshold``, see
+:mod:`genre_core.refine`) are chosen on VALIDATION songs with :func:`choose_refine_params`; test songs are
+never seen here.
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ from genre_core.models.gan import (
 )
 from genre_core.refine import CandidateEvidence, candidate_evidence, refine_scores
 from genre_core.training.cnn import Song
+from genre_core.training.recording_chain import degrade
 from genre_core.voting import decide
 
 DEFAULT_TOP_KS: tuple[int, ...] = (2, 3)
 DEFAULT_COST_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+DEFAULT_VOTE_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.0,) + tuple(round(0.5 + 0.05 * i, 2) for i in range(10))  # 0, .5-.95
 
 
@@ -56,7 +59,8 @@ class GANTrainConfig:
     lr_d: float = 4e-4
     d_warmup_steps: int = 300      # genre-head-only steps of the discriminator before the GAN steps
     d_warmup_lr: float = 1e-3
-    augment: float = 0.0           # strength of the random spectral tilt/EQ on training crops (0 = off)
+    augment: float = 0.0           # recording-chain degradation of G's input crops, 1 = shifted preset (0 = off;
+                                   # the training job's default is 1, see jobs.train_gan)
     beta1: float = 0.5
     beta2: float = 0.999
     decay_from: float = 0.5        # fraction of the steps after which the learning rates decay linearly to 0
@@ -74,28 +78,6 @@ class GANTrainResult:
     steps_done: int
 
 
-def spectral_augment(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
-    """Random recording-chain changes of standardised log-mel crops ``[B, 1, M, T]``, then re-standardised.
-
-    Per crop: a spectral tilt (linear in the mel index, up to ``+-strength`` at the band edges) and two
-    smooth EQ bumps (Gaussian along the mel axis, width 4-24 bands, gain ~ N(0, (strength/2)^2)), all
-    additive in the log domain, i.e. frequency-dependent gains; in units of the slice's std.
-    """
-    if strength <= 0:
-        return x
-    b, _, m, _ = x.shape
-    f = torch.linspace(-1.0, 1.0, m).view(1, m)
-    curve = (2 * torch.rand(b, 1, generator=gen) - 1) * strength * f
-    for _ in range(2):
-        center = torch.rand(b, 1, generator=gen) * (m - 1)
-        width = 4 + 20 * torch.rand(b, 1, generator=gen)
-        gain = torch.randn(b, 1, generator=gen) * strength / 2
-        curve = curve + gain * torch.exp(-0.5 * ((torch.arange(m).view(1, m) - center) / width) ** 2)
-    y = x + curve.to(x.device).view(b, 1, m, 1)
-    flat = y.flatten(1)
-    return ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, unbiased=False, keepdim=True) + 1e-5)).view_as(x)
-
-
 def _lr_factor(step: int, cfg: GANTrainConfig) -> float:
     start = int(cfg.decay_from * cfg.steps)
     if step < start or cfg.steps <= start:
@@ -110,12 +92,20 @@ def train_gan(
     train_cfg: GANTrainConfig,
     n_mels: int,
     *,
+    mel_hz: np.ndarray | None = None,
     device: torch.device | None = None,
     log: Callable[[str], None] = print,
 ) -> GANTrainResult:
-    """Train ``G`` and ``D`` on the slices of ``train_songs`` (standardised ``[n, n_mels, n_frames]`` each)."""
+    """Train ``G`` and ``D`` on the slices of ``train_songs`` (standardised ``[n, n_mels, n_frames]`` each).
+
+    ``mel_hz`` (centre frequency of each mel band, :func:`recording_chain.mel_band_hz`) is needed when
+    ``train_cfg.augment > 0``: G's input crops are then degraded by :func:`recording_chain.degrade` and its
+    restoration and cycle targets are the clean crops (the discriminator only ever sees clean real crops).
+    """
     if not train_songs:
         raise ValueError("no training songs")
+    if train_cfg.augment > 0 and (mel_hz is None or len(mel_hz) != n_mels):
+        raise ValueError("augment > 0 needs mel_hz, the centre frequency of each of the n_mels bands")
     device = device or pick_device()
     x_all = torch.from_numpy(np.concatenate([np.asarray(s.slices, np.float32) for s in train_songs]))
     y_all = torch.from_numpy(np.concatenate([np.full(len(s.slices), s.genre_index, np.int64) for s in train_songs]))
@@ -141,8 +131,7 @@ def train_gan(
         idx = torch.randint(len(x_all), (size,), generator=gen)
         offsets = torch.randint(n_frames - crop + 1, (size,), generator=gen)
         x = torch.stack([x_all[i, :, o:o + crop] for i, o in zip(idx.tolist(), offsets.tolist(), strict=True)])
-        x = spectral_augment(x.unsqueeze(1), train_cfg.augment, gen)
-        return x.to(device), y_all[idx].to(device)
+        return x.unsqueeze(1).to(device), y_all[idx].to(device)
 
     t_warm, cpu0 = time.perf_counter(), time.process_time()
     warm = {"loss": 0.0, "acc": 0.0}
@@ -179,10 +168,11 @@ def train_gan(
                 group["lr"] = lr * factor
         x, y = batch(train_cfg.batch_size)
         target = ((y + torch.randint(1, n_classes, y.shape, generator=gen).to(device)) % n_classes)
+        x_in = degrade(x, mel_hz, train_cfg.augment, gen) if train_cfg.augment > 0 else x
 
         g.train()
         d.train()
-        g_loss, fake = generator_losses(g, d, x, y, target, w)
+        g_loss, fake = generator_losses(g, d, x_in, y, target, w, clean=x)
         opt_g.zero_grad(set_to_none=True)
         g_loss["total"].backward()
         opt_g.step()
@@ -234,16 +224,15 @@ def refine_tuning_set(probs: Sequence[np.ndarray], voting: VotingConfig, min_son
     return sorted(unclassified + others[:need])
 
 
-def _evaluate_grid(
-    evidence: Sequence[CandidateEvidence], labels: np.ndarray, top_k: int, cost_weight: float
+def _grid_scores(
+    evidence: Sequence[CandidateEvidence], top_k: int, cost_weight: float, vote_weight: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(q of the best candidate, predicted genre) per song for one (top_k, cost_weight)."""
-    conf = np.stack([e.confidence[:top_k] for e in evidence])
+    """(q shares ``[n, top_k]``, candidates ``[n, top_k]``) of every song for one grid point."""
+    reading = np.stack([e.reading[:top_k] for e in evidence])
     cost = np.stack([e.cost[:top_k] for e in evidence])
+    votes = np.stack([e.vote_shares[:top_k] for e in evidence])
     cand = np.stack([e.candidates[:top_k] for e in evidence])
-    q = refine_scores(conf, cost, cost_weight)
-    best = q.argmax(axis=1)
-    return q[np.arange(len(q)), best], cand[np.arange(len(q)), best]
+    return refine_scores(reading, cost, cost_weight, votes, vote_weight), cand
 
 
 def choose_refine_params(
@@ -255,16 +244,18 @@ def choose_refine_params(
     *,
     top_ks: Sequence[int] = DEFAULT_TOP_KS,
     cost_weights: Sequence[float] = DEFAULT_COST_WEIGHTS,
+    vote_weights: Sequence[float] = DEFAULT_VOTE_WEIGHTS,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     wrong_penalty: float = 1.0,
     standardize: bool = True,
     evidence: Sequence[CandidateEvidence] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Choose ``top_k``, ``cost_weight`` and ``threshold`` on VALIDATION songs.
+    """Choose ``top_k``, ``vote_weight``, ``cost_weight`` and ``threshold`` on VALIDATION songs.
 
-    1. ``(top_k, cost_weight)``: the highest accuracy of the refined genre when every song is decided; ties
-       go to the higher mean ``log q`` of the true genre (floored at 1e-6; a smooth tie-breaker that small
-       validation sets need), then to the smaller ``top_k`` and the smaller ``cost_weight``.
+    1. ``(top_k, vote_weight, cost_weight)``: the highest accuracy of the refined genre when every song is
+       decided; ties go to the higher mean ``log q`` of the true genre (floored at 1e-6; a smooth tie-breaker
+       that small validation sets need), then to the smaller ``top_k``, the larger ``vote_weight`` (closer
+       to the votes) and the smaller ``cost_weight``.
     2. ``threshold``: the one maximising ``right - wrong_penalty * wrong`` over the decided songs (an
        unclassified song counts 0); ties go to the lower threshold (more songs decided).
 
@@ -277,19 +268,21 @@ def choose_refine_params(
     if evidence is None:
         evidence = [candidate_evidence(s, v, generator, cnn, k_max, standardize=standardize)
                     for s, v in zip(slices, vote_shares, strict=True)]
+    rows_n = np.arange(len(y))
     grid = []
     for k in sorted(top_ks):
-        for wgt in sorted(cost_weights):
-            _, pred = _evaluate_grid(evidence, y, k, wgt)
-            conf = np.stack([e.confidence[:k] for e in evidence])
-            cost = np.stack([e.cost[:k] for e in evidence])
-            q = refine_scores(conf, cost, wgt)
-            cand = np.stack([e.candidates[:k] for e in evidence])
-            q_true = np.where(cand == y[:, None], q, 0.0).sum(axis=1)
-            grid.append({"top_k": int(k), "cost_weight": float(wgt), "accuracy": float((pred == y).mean()),
-                         "mean_log_q_true": float(np.log(np.maximum(q_true, 1e-6)).mean())})
-    best = max(grid, key=lambda r: (r["accuracy"], round(r["mean_log_q_true"], 9), -r["top_k"], -r["cost_weight"]))
-    q_best, pred = _evaluate_grid(evidence, y, best["top_k"], best["cost_weight"])
+        for vw in sorted(vote_weights):
+            for wgt in sorted(cost_weights):
+                q, cand = _grid_scores(evidence, k, wgt, vw)
+                pred = cand[rows_n, q.argmax(axis=1)]
+                q_true = np.where(cand == y[:, None], q, 0.0).sum(axis=1)
+                grid.append({"top_k": int(k), "vote_weight": float(vw), "cost_weight": float(wgt),
+                             "accuracy": float((pred == y).mean()),
+                             "mean_log_q_true": float(np.log(np.maximum(q_true, 1e-6)).mean())})
+    best = max(grid, key=lambda r: (r["accuracy"], round(r["mean_log_q_true"], 9), -r["top_k"], r["vote_weight"],
+                                    -r["cost_weight"]))
+    q, cand = _grid_scores(evidence, best["top_k"], best["cost_weight"], best["vote_weight"])
+    q_best, pred = q.max(axis=1), cand[rows_n, q.argmax(axis=1)]
     right = pred == y
     rows = []
     for th in sorted(thresholds):
@@ -298,7 +291,8 @@ def choose_refine_params(
         rows.append({"threshold": float(th), "coverage": float(decided.mean()), "right": n_right, "wrong": n_wrong,
                      "net": n_right - wrong_penalty * n_wrong})
     th_best = max(rows, key=lambda r: (r["net"], -r["threshold"]))
-    params = {"top_k": best["top_k"], "cost_weight": best["cost_weight"], "threshold": th_best["threshold"]}
+    params = {"top_k": best["top_k"], "vote_weight": best["vote_weight"], "cost_weight": best["cost_weight"],
+              "threshold": th_best["threshold"]}
     forced = np.array([e.candidates[0] for e in evidence])
     selection = {
         "n_tuning_songs": int(len(y)),

@@ -13,6 +13,8 @@ from genre_core.models.gan import GANModelConfig, Generator
 from genre_core.refine import (
     candidate_evidence,
     decide_from_evidence,
+    evidence_from_readings,
+    read_translations,
     refine,
     refine_scores,
     refine_unclassified,
@@ -62,6 +64,17 @@ class SetGenerator(nn.Module):
         return torch.zeros_like(x) + c.to(x.dtype).view(-1, 1, 1, 1)
 
 
+class CleanUpGenerator(nn.Module):
+    """G(x, c) = x - offset for every target: removes a recording offset and changes nothing else."""
+
+    def __init__(self, offset: float) -> None:
+        super().__init__()
+        self.offset = offset
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return x - self.offset
+
+
 def identity(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return x
 
@@ -107,6 +120,47 @@ def test_confidence_is_read_from_each_candidates_own_translation() -> None:
     np.testing.assert_allclose(ev.cost, [1.2, 0.2], rtol=1e-5)
     d = decide_from_evidence(ev, threshold=0.9, cost_weight=5.0)
     assert d.genre_index == 2 and d.confidence > 0.99
+
+
+def test_reading_averages_over_every_target_so_reaching_any_genre_says_nothing() -> None:
+    # a generator that turns any slice into a perfect slice of the target genre fools the CNN every time:
+    # conf_c = P(c | G(x, c)) = 1 for every candidate, and the reading (over all targets) is flat, 1/4
+    cnn = MeanCNN(4).eval()
+    ev = candidate_evidence(torch.full((2, 8, 8), 2.2), VOTES, SetGenerator().eval(), cnn, top_k=3,
+                            standardize=False)
+    np.testing.assert_allclose(ev.confidence, 1.0, atol=1e-6)
+    np.testing.assert_allclose(ev.reading, 0.25, atol=1e-6)
+    d = decide_from_evidence(ev, threshold=0.0, cost_weight=0.0, vote_weight=1.0)
+    assert d.genre_index == 1   # nothing learnt from the translation: the votes decide
+
+
+def test_reading_of_cleaned_slices_can_overrule_the_votes() -> None:
+    # the slices read as genre 3 (mean 2.6) because of a recording offset of +0.6; a generator that removes
+    # the offset for every target makes the CNN read genre 2, which wins although genre 3 had more votes
+    cnn = MeanCNN(4).eval()
+    votes = np.array([0.05, 0.10, 0.40, 0.45])
+    readings = read_translations(torch.full((3, 8, 8), 2.6), CleanUpGenerator(0.6).eval(), cnn, 4,
+                                 standardize=False)
+    assert readings.probs.shape == (4, 4) and readings.cost.shape == (4,)
+    np.testing.assert_allclose(readings.probs[:, 2], 1.0, atol=1e-6)   # every translation reads as genre 2
+    ev = evidence_from_readings(readings, votes, top_k=2)
+    assert ev.candidates.tolist() == [3, 2]
+    np.testing.assert_allclose(ev.cost, 0.6, rtol=1e-6)
+    assert decide_from_evidence(ev, threshold=0.9, cost_weight=0.0, vote_weight=1.0).genre_index == 2
+
+
+def test_vote_weight_keeps_part_of_the_original_votes() -> None:
+    cnn = ConstCNN([0.1, 0.2, 0.6, 0.1]).eval()   # reads genre 2 (3x genre 1); the votes prefer 1 (0.40/0.35)
+    d = refine(_slices(), VOTES, identity, cnn, top_k=2, threshold=0.0, cost_weight=0.0, vote_weight=0.0)
+    assert d.genre_index == 2
+    # s = w log v + log r: genre 1 wins once w * log(0.40 / 0.35) > log(0.6 / 0.2), i.e. w > 8.23
+    d = refine(_slices(), VOTES, identity, cnn, top_k=2, threshold=0.0, cost_weight=0.0, vote_weight=9.0)
+    assert d.genre_index == 1 and d.vote_weight == 9.0
+    shares = np.array([0.40, 0.35]) / 0.75
+    s = 9.0 * np.log(shares) + np.log([0.2, 0.6])
+    np.testing.assert_allclose(d.scores, np.exp(s) / np.exp(s).sum(), rtol=1e-6)
+    with pytest.raises(ValueError, match="vote shares"):
+        refine_scores(np.array([0.5, 0.5]), np.zeros(2), 0.0, None, 1.0)
 
 
 def test_threshold_leaves_the_song_unclassified_but_reports_the_best() -> None:
@@ -198,6 +252,7 @@ def test_classified_and_error_songs_are_never_touched() -> None:
     ({"threshold": 1.5}, "threshold"),
     ({"cost_weight": -1.0}, "cost_weight"),
     ({"cost_weight": float("inf")}, "cost_weight"),
+    ({"vote_weight": -0.5}, "vote_weight"),
 ])
 def test_invalid_inputs_are_rejected(kwargs: dict, match: str) -> None:
     args = {"slices": _slices(), "vote_probs": VOTES, "generator": identity,
