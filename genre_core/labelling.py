@@ -23,7 +23,7 @@ from genre_core.config import AudioConfig, ConfigError, FeatureConfig, VotingCon
 from genre_core.decoding import as_column
 from genre_core.errors import TooShortError, TrackError
 from genre_core.features import feature_version, song_slices
-from genre_core.schema import LABEL_COLUMNS, STATUS_CLASSIFIED, STATUS_ERROR, check_catalog_columns
+from genre_core.schema import LABEL_COLUMNS, STATUS_CLASSIFIED, STATUS_ERROR, check_catalog_columns, vote_list
 from genre_core.training.cnn import slice_probabilities
 from genre_core.voting import decide
 
@@ -36,9 +36,10 @@ class CNNVoter:
     ``__call__`` takes a column batch with ``slices`` (one ``[n_i, n_mels, n_frames]`` array per song) and
     optionally ``status``/``error`` (rows already ``"error"`` keep their error); every other column is carried
     through. It adds the :data:`VOTE_COLUMNS` and ``error`` (a song with no slice becomes a ``too_short``
-    error). All songs' slices go through the model together in chunks of
-    ``batch_slices``. With ``drop_classified_slices`` the payload of decided/error rows is replaced by an
-    empty array so that only unclassified songs carry spectrograms on.
+    error); ``probabilities`` is one ``[n, n_classes]`` float32 array, a NaN row for a song without votes.
+    All songs' slices go through the model together in chunks of ``batch_slices``. With
+    ``drop_classified_slices`` the payload of decided/error rows is replaced by an empty array so that only
+    unclassified songs carry spectrograms on.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class CNNVoter:
         cols["status"] = [STATUS_ERROR] * n
         cols["n_slices"] = [0] * n
         cols["genre_index"] = [-1] * n
+        cols["probabilities"] = [np.full(len(self.classes), np.nan, np.float32)] * n  # no votes: a NaN row
         errors = list(batch["error"]) if "error" in batch else [None] * n
         for i in range(n):
             if prior[i] != STATUS_ERROR and len(slices[i]) == 0:
@@ -83,6 +85,7 @@ class CNNVoter:
         out = dict(batch)
         for c in VOTE_COLUMNS:
             out[c] = as_column(cols[c])
+        out["probabilities"] = np.stack(cols["probabilities"]) if n else np.zeros((0, len(self.classes)), np.float32)
         out["error"] = as_column(errors)
         if self.drop_classified_slices:
             empty = np.zeros((0, self.bundle.n_mels, self.bundle.n_frames), np.float32)
@@ -141,7 +144,7 @@ def label_track(
     out = voter({"slices": [slices]})
     for c in ("status", "genre", "confidence", "margin", "probabilities", "n_slices", "error"):
         row[c] = out[c][0]
-    row["probabilities"] = [float(v) for v in row["probabilities"]]
+    row["probabilities"] = vote_list(row["probabilities"])
     row["n_slices"] = int(row["n_slices"])
     return row
 

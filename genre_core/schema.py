@@ -70,6 +70,15 @@ def check_catalog_columns(columns: Sequence[str], extra: Sequence[str] = ()) -> 
         raise ValueError(f"catalog lacks required column(s) {missing}; it has {list(columns)}")
 
 
+def vote_list(votes: Any) -> list[float] | None:
+    """Vote shares as the labels column holds them: a list of floats, or None for a song without votes (None or
+    the all-NaN row that the pipeline carries for such songs, so that its column keeps one shape)."""
+    if votes is None:
+        return None
+    values = [float(v) for v in votes]
+    return None if all(v != v for v in values) else values
+
+
 def labels_table(rows: pd.DataFrame | Sequence[dict[str, Any]], classes: Sequence[str]) -> pa.Table:
     """Build a labels table (exact LABELS_SCHEMA column order and types, class list in the metadata)."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=list(LABEL_COLUMNS))
@@ -77,7 +86,7 @@ def labels_table(rows: pd.DataFrame | Sequence[dict[str, Any]], classes: Sequenc
     if missing:
         raise ValueError(f"labels lack column(s) {missing}")
     df = df[list(LABEL_COLUMNS)].copy()
-    df["probabilities"] = [None if p is None else [float(v) for v in p] for p in df["probabilities"]]
+    df["probabilities"] = [vote_list(p) for p in df["probabilities"]]
     df["labelled_at"] = pd.to_datetime(df["labelled_at"], utc=True)
     schema = with_classes(LABELS_SCHEMA, classes)
     table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)

@@ -24,6 +24,7 @@ from genre_core.schema import (
     STATUS_GAN_RESOLVED,
     STATUS_UNCLASSIFIED,
     labels_table,
+    vote_list,
 )
 
 
@@ -34,8 +35,7 @@ def label_table(batch: dict[str, Any], classes: list[str], *, model_version: str
     rows = []
     for i in range(n):
         row = {c: (batch[c][i] if c in batch else None) for c in LABEL_COLUMNS}
-        probs = row["probabilities"]
-        row["probabilities"] = None if probs is None else [float(v) for v in probs]
+        row["probabilities"] = vote_list(row["probabilities"])
         row.update(model_version=model_version, gan_version=gan_version, feature_version=feature_version,
                    run_id=run_id, labelled_at=labelled_at)
         rows.append(row)

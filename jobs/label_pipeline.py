@@ -59,10 +59,11 @@ def _device(pool: PoolResources) -> str:
     return "cuda" if pool.num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-# Columns that hold a string or a list, or None. Ray Data hands a column that is None in every row of a block
-# (a block of error rows has no genre or probabilities, one of valid songs no error) to the next stage as float
-# NaN: passed on as such, it would meet the same column as strings in another block and fail the whole run.
-_NULLABLE_OBJECT_COLUMNS = ("genre", "error", "probabilities")
+# Columns that hold a string or None. Ray Data hands a column that is None in every row of a block (a block of
+# error rows has no genre, one of valid songs no error) to the next stage as float NaN: passed on as such, it
+# would meet the same column as strings in another block and fail the whole run. (Votes never are None: a song
+# without votes carries a NaN row, so that the column has one shape in every block.)
+_NULLABLE_OBJECT_COLUMNS = ("genre", "error")
 
 
 def restore_nulls(batch: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Shared fixtures: a real moto S3 server on 127.0.0.1 (HTTP), a local Ray cluster per module, a few rendered
-songs, repo paths."""
+songs, a models folder with a GAN bundle, repo paths."""
 
 from __future__ import annotations
 
@@ -94,3 +94,29 @@ def rendered_songs(tmp_path_factory) -> pd.DataFrame:
     assert run_job(make_catalog, ["--per-genre", "2", "--genres", "blues,classical,metal,reggae", "--seconds", "15",
                                   "--seed", "3", "--workers", "2", "--out", str(out)]) == 0
     return pd.read_parquet(out / "catalog.parquet")
+
+
+@pytest.fixture(scope="session")
+def models_with_gan(tmp_path_factory) -> str:
+    """A models folder: the shipped CNN bundle plus a GAN bundle made for it, with a seeded, untrained generator
+    (for tests of where the GAN stage runs and what it receives, not of translation quality)."""
+    import shutil
+
+    import torch
+
+    from genre_core.artifacts import load_cnn_bundle
+    from genre_core.models.gan import GANBundle, GANModelConfig, Generator, save_gan_bundle
+    from jobs.models import DEFAULT_MODELS
+
+    root = tmp_path_factory.mktemp("models")
+    shutil.copytree(f"{DEFAULT_MODELS}/cnn", root / "cnn")
+    _, cnn = load_cnn_bundle(str(root / "cnn"))
+    torch.manual_seed(0)
+    cfg = GANModelConfig()
+    generator = Generator(len(cnn.classes), cfg, n_mels=cnn.n_mels).eval()
+    save_gan_bundle(str(root / "gan"), generator, None, GANBundle(
+        classes=cnn.classes, model_config=cfg, cnn_version=cnn.version, feature_version=cnn.feature_version,
+        feature_config=cnn.feature_config, n_mels=cnn.n_mels, n_frames=cnn.n_frames,
+        refine={"top_k": 2, "threshold": 0.0, "cost_weight": 1.0},
+    ))
+    return str(root)

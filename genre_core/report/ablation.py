@@ -110,8 +110,8 @@ def from_markdown(text: str, source: str) -> Ablation:
         line = lines[i]
         if line.startswith("### "):
             title = line[4:].strip()
-        elif line.lower().startswith("done criterion"):
-            out.notes.append(line.strip())
+        elif line.lstrip("- ").lower().startswith("done criterion"):
+            out.notes.append(line.lstrip("- ").strip())
         elif line.startswith("|"):
             block = []
             while i < len(lines) and lines[i].startswith("|"):

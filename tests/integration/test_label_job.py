@@ -27,30 +27,6 @@ def _run(module, *argv: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def models_with_gan(tmp_path_factory):
-    """The shipped CNN bundle plus a GAN bundle made for it (a seeded, untrained generator: this test is about
-    where the GAN stage runs and what it receives, not about translation quality, see issue 4)."""
-    import shutil
-
-    import torch
-
-    from genre_core.models.gan import GANBundle, GANModelConfig, Generator, save_gan_bundle
-
-    root = tmp_path_factory.mktemp("models")
-    shutil.copytree(f"{DEFAULT_MODELS}/cnn", root / "cnn")
-    _, cnn = load_cnn_bundle(str(root / "cnn"))
-    torch.manual_seed(0)
-    cfg = GANModelConfig()
-    generator = Generator(len(cnn.classes), cfg, n_mels=cnn.n_mels).eval()
-    save_gan_bundle(str(root / "gan"), generator, None, GANBundle(
-        classes=cnn.classes, model_config=cfg, cnn_version=cnn.version, feature_version=cnn.feature_version,
-        feature_config=cnn.feature_config, n_mels=cnn.n_mels, n_frames=cnn.n_frames,
-        refine={"top_k": 2, "threshold": 0.0, "cost_weight": 1.0},
-    ))
-    return str(root)
-
-
-@pytest.fixture(scope="module")
 def s3_catalog(s3_endpoint, tmp_path_factory):
     """50 songs rendered into S3: 3 in-domain and 2 shifted per genre (the shifted ones are often ambiguous)."""
     from genre_core.storage import s3_filesystem

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,27 +47,6 @@ def catalog(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def models_with_gan(tmp_path_factory) -> str:
-    """The shipped CNN bundle plus a GAN bundle made for it (seeded, untrained, as in test_label_job.py)."""
-    import torch
-
-    from genre_core.models.gan import GANBundle, GANModelConfig, Generator, save_gan_bundle
-
-    root = tmp_path_factory.mktemp("models")
-    shutil.copytree(f"{DEFAULT_MODELS}/cnn", root / "cnn")
-    _, cnn = load_cnn_bundle(str(root / "cnn"))
-    torch.manual_seed(0)
-    cfg = GANModelConfig()
-    generator = Generator(len(cnn.classes), cfg, n_mels=cnn.n_mels).eval()
-    save_gan_bundle(str(root / "gan"), generator, None, GANBundle(
-        classes=cnn.classes, model_config=cfg, cnn_version=cnn.version, feature_version=cnn.feature_version,
-        feature_config=cnn.feature_config, n_mels=cnn.n_mels, n_frames=cnn.n_frames,
-        refine={"top_k": 2, "threshold": 0.0, "cost_weight": 1.0},
-    ))
-    return str(root)
-
-
-@pytest.fixture(scope="module")
 def labelled(s3_endpoint, local_ray, catalog, models_with_gan, tmp_path_factory) -> pd.DataFrame:
     """The 21 tracks labelled by the job (CNN + GAN stage) into S3, the one whose audio is gone included (an
     error row); returns the latest labels."""
@@ -103,7 +81,8 @@ def ablation_json(tmp_path_factory, catalog, models_with_gan) -> str:
     spec.loader.exec_module(module)
     out = tmp_path_factory.mktemp("ablation")
     assert module.main(["--cnn", f"{models_with_gan}/cnn", "--gan", f"{models_with_gan}/gan", "--catalog", catalog,
-                        "--split", "train", "--shifted-catalog", catalog, "--cache-dir", str(out / "cache"),
+                        "--split", "train", "--val-split", "train", "--shifted-catalog", catalog,
+                        "--cache-dir", str(out / "cache"),
                         "--workers", "1", "--threads", "1", "--no-record", "--out-json", str(out / "a.json")]) == 0
     return str(out / "a.json")
 

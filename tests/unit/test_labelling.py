@@ -17,7 +17,7 @@ from genre_core.config import AudioConfig, CNNConfig, ConfigError, FeatureConfig
 from genre_core.features import feature_version, n_slices_for
 from genre_core.labelling import CNNVoter, label_catalog, label_track
 from genre_core.models.cnn import SliceCNN
-from genre_core.schema import LABEL_COLUMNS, LABELS_SCHEMA, classes_of, labels_table
+from genre_core.schema import LABEL_COLUMNS, LABELS_SCHEMA, classes_of, labels_table, vote_list
 
 SR = 22050
 FEATURES = FeatureConfig(n_fft=512, n_mels=32, slice_frames=32, slice_hop_frames=32)
@@ -97,6 +97,11 @@ def test_voter_passes_error_rows_and_drops_decided_payload(bundle: str) -> None:
     assert out["error"][1] == "decode_error: x" and out["error"][2].startswith("too_short: ")
     assert out["genre_index"].dtype == np.int64 and out["genre_index"][1] == -1
     assert all(len(s) == 0 for s in out["slices"])
+    # votes keep one shape in every batch (Ray Data cannot join a block of arrays with one holding None):
+    # a [n, n_classes] array with a NaN row for each song without votes, None once in the labels
+    assert out["probabilities"].shape == (3, 3) and out["probabilities"].dtype == np.float32
+    assert np.isnan(out["probabilities"][1:]).all() and not np.isnan(out["probabilities"][0]).any()
+    assert vote_list(out["probabilities"][1]) is None and len(vote_list(out["probabilities"][0])) == 3
 
 
 def test_label_catalog_and_labels_table(bundle: str, tmp_path: Path) -> None:
