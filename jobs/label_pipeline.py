@@ -6,9 +6,9 @@
       --> driver: label rows -> staged Parquet parts (RunWriter)
 
 One linear Ray Data pipeline (no filter + union, which would re-run the upstream stages). Every stage is an
-actor pool: a worker process imports torch/librosa and builds its mel filters once, whereas stateless decode
-tasks ran in workers that Ray retired whenever they idled under back-pressure, paying that start-up again
-(see benchmarks/RESULTS.md, "Profile of the labelling job"). Fault tolerance is set explicitly from
+actor pool: a worker process imports its libraries and loads its model or mel filters once, whereas stateless
+decode tasks ran in workers that Ray retired whenever they idled under back-pressure, paying that start-up again
+(see benchmarks/RESULTS.md, "Profile hotspot of the labelling job"). Fault tolerance is set explicitly from
 ``resources.retries``: a dead actor is restarted and the batch it held is rerun. Every stage is deterministic,
 so a rerun yields the same rows, and the driver stages each row exactly once.
 """
