@@ -118,17 +118,13 @@ def resolve_local_path(uri: str, root: str | None = None) -> str:
     return resolved
 
 
-def _check_remote(uri: str, root: str | None) -> str:
+def _check_remote(uri: str, root: str | None) -> None:
     """Validate a remote URI: no '.' or '..' segments, and inside ``root`` when one is given."""
     rest = uri.partition("://")[2]
     if any(part in ("..", ".") for part in rest.split("/")):
         raise UnsafePathError(f"{uri}: '.' or '..' segments are not allowed")
-    if root is None:
-        return uri
-    prefix = root.rstrip("/") + "/"
-    if not uri.startswith(prefix):
+    if root is not None and not uri.startswith(root.rstrip("/") + "/"):
         raise UnsafePathError(f"{uri}: outside root {root}")
-    return uri
 
 
 class _GuardedInput:
@@ -185,7 +181,10 @@ def decode_stream(src: BinaryIO, cfg: AudioConfig = DEFAULT_AUDIO_CONFIG, name: 
         raise _refusal(src, name, str(exc)) from exc
     _raise_io_error(guarded)
 
-    exact_length = frames < 2**62 and (not subtype.startswith("MPEG") or audio_format.has_exact_mp3_length(src))
+    short = expected - raw.shape[0] > max(sr_in // 10, expected // 1000)
+    # an MP3's frame count is exact only with a Xing/Info header; read the header only when it matters
+    exact_length = frames < 2**62 and (not (short and subtype.startswith("MPEG"))
+                                       or audio_format.has_exact_mp3_length(src))
     _check_truncation(name, log, raw.shape[0], expected if exact_length else None, sr_in)
     if raw.shape[0] == 0:
         raise EmptyAudioError(f"{name}: no audio frames")
