@@ -220,7 +220,8 @@ def test_refine_tuning_set_takes_unclassified_then_most_ambiguous() -> None:
 
 def _ev(cands: list[int], conf: list[float], cost: list[float]) -> CandidateEvidence:
     reading = np.array(conf, float)  # the CNN's reading of the translations (the score's evidence)
-    return CandidateEvidence(np.array(cands), reading, np.array(cost, float), np.full(len(cands), 0.3), reading)
+    misleading = reading[::-1].copy()  # P(c | G(x, c)), which the rule must not score with
+    return CandidateEvidence(np.array(cands), misleading, np.array(cost, float), np.full(len(cands), 0.3), reading)
 
 
 def test_choose_refine_params_prefers_the_cost_when_it_separates_and_picks_threshold() -> None:
