@@ -5,7 +5,7 @@
 Both label the same first ``--limit`` rows with the same model bundles (beyond the catalog's length its rows
 come again under new track_ids):
 
-  single process  one song at a time: DecodeStage -> CNNVoter -> GANStage (when the models have a GAN bundle),
+  single process  genre_core.stages.label_song_by_song: DecodeStage -> CNNVoter -> GANStage (with a GAN bundle),
                   i.e. the loop a user would write around genre_core, torch with its default threads;
   Ray job         ``python -m jobs.label`` (local Ray on all of this machine's CPUs, --config), run in-process.
 
@@ -29,28 +29,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _catalogs import first_rows  # noqa: E402
 from _results import record  # noqa: E402
 
-from genre_core.decoding import DecodeStage
 from genre_core.label_store import latest_labels, manifests  # noqa: E402
-from genre_core.labelling import CNNVoter  # noqa: E402
-from genre_core.stages import GANStage  # noqa: E402
+from genre_core.stages import label_song_by_song  # noqa: E402
 from jobs import label  # noqa: E402
 from jobs.cli import run_job  # noqa: E402
 from jobs.models import DEFAULT_MODELS, resolve_models  # noqa: E402
-
-
-def single_process(df: pd.DataFrame, models) -> pd.DataFrame:
-    """Label ``df`` song by song in this process; one row per song (track_id, status, genre, probabilities)."""
-    decode = DecodeStage(models.feature_config)
-    voter = CNNVoter(models.cnn_url, device="cpu")
-    gan = GANStage(models.gan_url, models.cnn_url, device="cpu") if models.gan_url else None
-    rows = []
-    for tid, uri in zip(df["track_id"], df["audio_uri"], strict=True):
-        batch = voter(decode({"track_id": np.array([tid], object), "audio_uri": np.array([uri], object)}))
-        if gan is not None:
-            batch = gan(batch)
-        rows.append({"track_id": tid, "status": batch["status"][0], "genre": batch["genre"][0],
-                     "probabilities": np.asarray(batch["probabilities"][0], np.float64)})
-    return pd.DataFrame(rows).set_index("track_id")
 
 
 def compare(ours: pd.DataFrame, ray_labels: pd.DataFrame) -> str:
@@ -82,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             fh.read()
 
     started = time.perf_counter()
-    ours = single_process(df, models)
+    ours = label_song_by_song(df, models.feature_config, models.cnn_url, models.gan_url)
     single_s = time.perf_counter() - started
 
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:

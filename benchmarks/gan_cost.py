@@ -27,24 +27,10 @@ from _results import record  # noqa: E402
 from genre_core.artifacts import load_cnn_bundle  # noqa: E402
 from genre_core.decoding import DecodeStage
 from genre_core.labelling import CNNVoter  # noqa: E402
-from genre_core.models.gan import GANBundle, GANModelConfig, Generator, save_gan_bundle  # noqa: E402
 from genre_core.schema import STATUS_UNCLASSIFIED, read_catalog  # noqa: E402
 from genre_core.stages import GANStage  # noqa: E402
+from genre_core.training.gan import save_untrained_bundle  # noqa: E402
 from jobs.models import DEFAULT_MODELS  # noqa: E402
-
-
-def untrained_gan(cnn_url: str, folder: str, seed: int = 0) -> str:
-    """A GAN bundle for the CNN at ``cnn_url`` with a seeded, untrained generator (for timing only)."""
-    _, cnn = load_cnn_bundle(cnn_url)
-    torch.manual_seed(seed)
-    cfg = GANModelConfig()
-    generator = Generator(len(cnn.classes), cfg, n_mels=cnn.n_mels).eval()
-    save_gan_bundle(folder, generator, None, GANBundle(
-        classes=cnn.classes, model_config=cfg, cnn_version=cnn.version, feature_version=cnn.feature_version,
-        feature_config=cnn.feature_config, n_mels=cnn.n_mels, n_frames=cnn.n_frames,
-        refine={"top_k": 2, "threshold": 0.0, "cost_weight": 1.0},
-    ))
-    return folder
 
 
 def timed(fn, *args):
@@ -71,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-gan-") as tmp:
         trained = os.path.exists(os.path.join(gan_url, "bundle.json")) and not args.untrained
         if not trained:
-            gan_url = untrained_gan(cnn_url, os.path.join(tmp, "gan"))
+            gan_url = save_untrained_bundle(cnn_url, os.path.join(tmp, "gan"))
         _, cnn = load_cnn_bundle(cnn_url)
         decode, voter = DecodeStage(cnn.feature_config), CNNVoter(cnn_url, device="cpu")
         stages = {"cpu": GANStage(gan_url, cnn_url, device="cpu")}

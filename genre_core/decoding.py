@@ -37,14 +37,7 @@ class DecodeStage:
         for uri in batch["audio_uri"]:
             duration, song, status, error = None, empty, "pending", None
             try:
-                audio = load_audio(str(uri), self.audio_cfg, root=self.root)
-                duration = len(audio) / self.audio_cfg.sample_rate
-                try:
-                    song = song_slices(audio, self.feature_cfg)
-                except TooShortError as exc:
-                    raise TooShortError(f"{uri}: {exc}") from exc
-                if len(song) == 0:
-                    raise TooShortError(f"{uri}: no complete {self.feature_cfg.slice_seconds:.2f} s slice")
+                song, duration = decode_song(str(uri), self.feature_cfg, self.audio_cfg, self.root)
             except TrackError as exc:
                 song, status, error = empty, STATUS_ERROR, exc.describe()
             slices.append(song)
@@ -55,6 +48,21 @@ class DecodeStage:
         out.update(slices=as_column(slices), duration_s=as_column(durations), status=as_column(statuses),
                    error=as_column(errors))
         return out
+
+
+def decode_song(uri: str, feature_cfg: FeatureConfig, audio_cfg: AudioConfig,
+                root: str | None = None) -> tuple[np.ndarray, float]:
+    """One song's log-mel slices and decoded duration (s); a :class:`TrackError` (naming ``uri``) when the song
+    cannot be decoded or gives no complete slice."""
+    audio = load_audio(uri, audio_cfg, root=root)
+    duration = len(audio) / audio_cfg.sample_rate
+    try:
+        song = song_slices(audio, feature_cfg)
+    except TooShortError as exc:
+        raise TooShortError(f"{uri}: {exc}") from exc
+    if len(song) == 0:
+        raise TooShortError(f"{uri}: no complete {feature_cfg.slice_seconds:.2f} s slice")
+    return song, duration
 
 
 def as_column(values: list[Any]) -> np.ndarray:

@@ -8,7 +8,6 @@ thresholds, so they are shown only when that bundle's metadata is given (and its
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,21 +15,19 @@ import numpy as np
 
 from genre_core.artifacts import CNNBundle
 from genre_core.models.gan import GANBundle
-from genre_core.schema import STATUS_CLASSIFIED, STATUS_ERROR, STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED
+from genre_core.schema import (
+    STATUS_CLASSIFIED,
+    STATUS_ERROR,
+    STATUS_GAN_RESOLVED,
+    STATUS_UNCLASSIFIED,
+    vote_shares,
+)
 
 BAR_WIDTH = 40
 
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _votes(row: Mapping[str, Any]) -> np.ndarray | None:
-    p = row.get("probabilities")
-    if p is None or (isinstance(p, float) and math.isnan(p)) or len(p) == 0:
-        return None
-    arr = np.asarray(p, dtype=np.float64)
-    return arr / arr.sum() if arr.sum() > 0 else None
 
 
 def vote_reason(confidence: float, margin: float, top_genre: str, cnn: CNNBundle | None) -> str:
@@ -58,7 +55,7 @@ def reason(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None
     if status == STATUS_ERROR:
         return (f"the track could not be labelled: {row.get('error') or 'no reason recorded'}. Fix or replace the "
                 "audio at its audio_uri; the next nightly run retries error rows")
-    shares = _votes(row)
+    shares = vote_shares(row.get("probabilities"))
     if shares is None:
         return f"status {status} without votes"
     order = np.argsort(-shares, kind="stable")
@@ -93,7 +90,7 @@ def explain(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | Non
     genre = _text(row.get("genre"))
     lines = [f"track {row['track_id']}: {row['status']}" + (f" -> {genre}" if genre else ""),
              "reason: " + reason(row, classes, cnn, gan)]
-    shares = _votes(row)
+    shares = vote_shares(row.get("probabilities"))
     if shares is not None:
         lines.append(f"votes per genre ({row['n_slices']} slices; share of the summed slice votes):")
         for i in np.argsort(-shares, kind="stable"):

@@ -18,11 +18,10 @@ import pandas as pd
 import torch
 
 from genre_core.artifacts import load_cnn_bundle
-from genre_core.audio import load_audio
 from genre_core.config import AudioConfig, ConfigError, FeatureConfig, VotingConfig
-from genre_core.decoding import as_column
+from genre_core.decoding import as_column, decode_song
 from genre_core.errors import TooShortError, TrackError
-from genre_core.features import feature_version, song_slices
+from genre_core.features import feature_version
 from genre_core.schema import LABEL_COLUMNS, STATUS_CLASSIFIED, STATUS_ERROR, check_catalog_columns, vote_list
 from genre_core.training.cnn import slice_probabilities
 from genre_core.voting import decide
@@ -133,11 +132,8 @@ def label_track(
                feature_version=feature_version(feature_cfg), run_id=run_id,
                labelled_at=labelled_at or _now(), n_slices=0)
     try:
-        audio = load_audio(audio_uri, audio_cfg, root=root)
-        row["duration_s"] = float(len(audio) / audio_cfg.sample_rate)
-        slices = song_slices(audio, feature_cfg)
-        if len(slices) == 0:
-            raise TooShortError(f"{audio_uri}: no complete {feature_cfg.slice_seconds:.2f} s slice")
+        slices, duration = decode_song(audio_uri, feature_cfg, audio_cfg, root)
+        row["duration_s"] = float(duration)
     except TrackError as exc:
         row.update(status=STATUS_ERROR, error=exc.describe())
         return row

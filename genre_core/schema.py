@@ -7,9 +7,11 @@ metadata under :data:`CLASSES_KEY` (JSON list of genre names); see :func:`with_c
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -77,6 +79,16 @@ def vote_list(votes: Any) -> list[float] | None:
         return None
     values = [float(v) for v in votes]
     return None if all(v != v for v in values) else values
+
+
+def vote_shares(p: Any) -> np.ndarray | None:
+    """A labels row's ``probabilities`` as normalised vote shares (None when the row has no votes)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return None
+    arr = np.asarray(p, dtype=np.float64)
+    if arr.size == 0 or not np.isfinite(arr).all() or arr.sum() <= 0:
+        return None
+    return arr / arr.sum()
 
 
 def labels_table(rows: pd.DataFrame | Sequence[dict[str, Any]], classes: Sequence[str]) -> pa.Table:

@@ -12,11 +12,14 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import torch
 
 from genre_core.artifacts import CNNBundle, load_cnn_bundle
-from genre_core.decoding import as_column
+from genre_core.config import FeatureConfig
+from genre_core.decoding import DecodeStage, as_column
+from genre_core.labelling import CNNVoter
 from genre_core.models.gan import GANBundle, Generator, load_gan_bundle
 from genre_core.refine import refine_unclassified
 from genre_core.schema import (
@@ -24,7 +27,6 @@ from genre_core.schema import (
     STATUS_GAN_RESOLVED,
     STATUS_UNCLASSIFIED,
     labels_table,
-    vote_list,
 )
 
 
@@ -35,7 +37,6 @@ def label_table(batch: dict[str, Any], classes: list[str], *, model_version: str
     rows = []
     for i in range(n):
         row = {c: (batch[c][i] if c in batch else None) for c in LABEL_COLUMNS}
-        row["probabilities"] = vote_list(row["probabilities"])
         row.update(model_version=model_version, gan_version=gan_version, feature_version=feature_version,
                    run_id=run_id, labelled_at=labelled_at)
         rows.append(row)
@@ -88,3 +89,21 @@ class GANStage:
         out.update(cnn_status=batch["status"], status=as_column(status), genre=as_column(genre),
                    gan_input_slices=n_translated)
         return out
+
+
+def label_song_by_song(df: pd.DataFrame, feature_cfg: FeatureConfig, cnn_url: str, gan_url: str | None = None,
+                       device: str = "cpu") -> pd.DataFrame:
+    """The stages of the labelling job called in this process, one song at a time (what the Ray job must
+    reproduce, and the single-process baseline it is measured against). One row per song, indexed by track_id:
+    ``status``, ``cnn_status``, ``genre``, ``probabilities`` (the votes; a NaN row when there are none)."""
+    decode, voter = DecodeStage(feature_cfg), CNNVoter(cnn_url, device=device)
+    gan = GANStage(gan_url, cnn_url, device=device) if gan_url else None
+    rows = []
+    for tid, uri in zip(df["track_id"], df["audio_uri"], strict=True):
+        batch = voter(decode({"track_id": np.array([tid], object), "audio_uri": np.array([uri], object)}))
+        if gan is not None:
+            batch = gan(batch)
+        rows.append({"track_id": tid, "status": batch["status"][0], "cnn_status": batch.get("cnn_status",
+                     batch["status"])[0], "genre": batch["genre"][0], "probabilities": batch["probabilities"][0]})
+    return pd.DataFrame(rows).set_index("track_id")
+

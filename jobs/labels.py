@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import sys
 
 from genre_core import storage
@@ -23,7 +22,7 @@ from genre_core.artifacts import BundleError, CNNBundle, read_bundle_meta
 from genre_core.explain import explain
 from genre_core.label_store import latest_labels, manifests
 from genre_core.models.gan import GANBundle
-from jobs.models import DEFAULT_MODELS
+from jobs.models import bundle_urls
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +36,11 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 def bundle_metadata(models: str | None) -> tuple[CNNBundle | None, GANBundle | None]:
     """The CNN and GAN bundles' metadata under ``models`` (bundle.json only; None where there is none)."""
-    root = storage.absolute(models or os.environ.get("GENRE_TAGGER_MODELS") or DEFAULT_MODELS)
+    root, cnn_url = bundle_urls(models)
     found: list[CNNBundle | GANBundle | None] = []
-    for kind, cls in (("cnn", CNNBundle), ("gan", GANBundle)):
+    for url, cls in ((cnn_url, CNNBundle), (storage.join(root, "gan"), GANBundle)):
         try:
-            found.append(cls.from_json(read_bundle_meta(storage.join(root, kind))))
+            found.append(cls.from_json(read_bundle_meta(url)))
         except BundleError:
             found.append(None)
     return found[0], found[1]  # type: ignore[return-value]

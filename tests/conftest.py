@@ -102,21 +102,10 @@ def models_with_gan(tmp_path_factory) -> str:
     (for tests of where the GAN stage runs and what it receives, not of translation quality)."""
     import shutil
 
-    import torch
-
-    from genre_core.artifacts import load_cnn_bundle
-    from genre_core.models.gan import GANBundle, GANModelConfig, Generator, save_gan_bundle
+    from genre_core.training.gan import save_untrained_bundle
     from jobs.models import DEFAULT_MODELS
 
     root = tmp_path_factory.mktemp("models")
     shutil.copytree(f"{DEFAULT_MODELS}/cnn", root / "cnn")
-    _, cnn = load_cnn_bundle(str(root / "cnn"))
-    torch.manual_seed(0)
-    cfg = GANModelConfig()
-    generator = Generator(len(cnn.classes), cfg, n_mels=cnn.n_mels).eval()
-    save_gan_bundle(str(root / "gan"), generator, None, GANBundle(
-        classes=cnn.classes, model_config=cfg, cnn_version=cnn.version, feature_version=cnn.feature_version,
-        feature_config=cnn.feature_config, n_mels=cnn.n_mels, n_frames=cnn.n_frames,
-        refine={"top_k": 2, "threshold": 0.0, "cost_weight": 1.0},
-    ))
+    save_untrained_bundle(str(root / "cnn"), str(root / "gan"))
     return str(root)

@@ -22,20 +22,11 @@ from genre_core.schema import (
     STATUS_GAN_RESOLVED,
     STATUS_UNCLASSIFIED,
     STATUSES,
+    vote_shares,
 )
 
 MISSING = "missing"          # status of a truth song that has no label row
 CURVE_THRESHOLDS = np.round(np.linspace(0.0, 1.0, 101), 4)
-
-
-def vote_shares(p: Any) -> np.ndarray | None:
-    """A labels row's ``probabilities`` as normalised vote shares (None when the row has no votes)."""
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return None
-    arr = np.asarray(p, dtype=np.float64)
-    if arr.size == 0 or not np.isfinite(arr).all() or arr.sum() <= 0:
-        return None
-    return arr / arr.sum()
 
 
 def forced_predictions(probabilities: pd.Series, classes: list[str]) -> list[str | None]:

@@ -26,15 +26,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from genre_core.artifacts import load_cnn_bundle
 from genre_core.config import VotingConfig
 from genre_core.models.cnn import pick_device
 from genre_core.models.gan import (
     Discriminator,
+    GANBundle,
     GANLossWeights,
     GANModelConfig,
     Generator,
     discriminator_losses,
     generator_losses,
+    save_gan_bundle,
 )
 from genre_core.refine import CandidateEvidence, candidate_evidence, refine_scores
 from genre_core.training.cnn import Song
@@ -208,6 +211,24 @@ def train_gan(
                "steps": step, "s_per_step": (time.perf_counter() - t0) / max(step, 1),
                "d_warmup_loss": warm["loss"], "d_warmup_acc": warm["acc"]}
     return GANTrainResult(generator=g, discriminator=d, history=history, timings=timings, steps_done=step)
+
+
+def save_untrained_bundle(cnn_url: str, out: str, seed: int = 0) -> str:
+    """Write to ``out`` a GAN bundle for the CNN bundle at ``cnn_url`` whose generator is seeded but untrained.
+
+    For what does not depend on the weights: where the GAN stage runs and what it receives (tests) and what it
+    costs (benchmarks/gan_cost.py). Returns ``out``.
+    """
+    _, cnn = load_cnn_bundle(cnn_url)
+    torch.manual_seed(seed)
+    cfg = GANModelConfig()
+    generator = Generator(len(cnn.classes), cfg, n_mels=cnn.n_mels).eval()
+    save_gan_bundle(out, generator, None, GANBundle(
+        classes=cnn.classes, model_config=cfg, cnn_version=cnn.version, feature_version=cnn.feature_version,
+        feature_config=cnn.feature_config, n_mels=cnn.n_mels, n_frames=cnn.n_frames,
+        refine={"top_k": 2, "threshold": 0.0, "cost_weight": 1.0},
+    ))
+    return out
 
 
 def refine_tuning_set(probs: Sequence[np.ndarray], voting: VotingConfig, min_songs: int = 40) -> list[int]:

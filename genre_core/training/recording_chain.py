@@ -22,17 +22,15 @@ The result is re-standardised per slice. Deterministic for a given ``torch.Gener
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genre_core.refine import standardize_slices
+
 LOG_MEL_STD = 3.7        # median std of a 128-frame ln-mel slice of the demo corpus (ln power units)
 HOP_SECONDS = 512 / 22050
 REVERB_FRAMES = 48       # length of the room tail kernel (~1.1 s at the default hop)
-NORM_EPS = 1e-5
-LN_DB = math.log(10) / 10  # dB -> ln power
 
 # (probability per crop, as in genre_core.synth.effects.PRESETS["shifted"])
 P_REVERB, P_EQ, P_OLD, P_COMPRESS, P_NOISE = 0.6, 0.7, 0.2, 0.4, 0.5
@@ -43,11 +41,6 @@ def mel_band_hz(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
     import librosa
 
     return librosa.mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax, htk=False)[1:-1].astype(np.float32)
-
-
-def standardize(x: torch.Tensor) -> torch.Tensor:
-    flat = x.flatten(1)
-    return ((flat - flat.mean(1, keepdim=True)) / (flat.std(1, unbiased=False, keepdim=True) + NORM_EPS)).view_as(x)
 
 
 def timbre(x: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
@@ -125,4 +118,4 @@ def degrade(x: torch.Tensor, mel_hz: np.ndarray, strength: float, gen: torch.Gen
     log_p = torch.log(log_p.exp() + on.view(b, 1, 1) * noise)
 
     y = timbre(log_p.unsqueeze(1) / LOG_MEL_STD, s, gen)
-    return standardize(y).to(x.device, x.dtype)
+    return standardize_slices(y).to(x.device, x.dtype)

@@ -10,11 +10,9 @@ import pytest
 
 from genre_core import storage
 from genre_core.artifacts import load_cnn_bundle, save_cnn_bundle
-from genre_core.decoding import DecodeStage
 from genre_core.label_store import Manifest, RunWriter, latest_labels, manifests
-from genre_core.labelling import CNNVoter
 from genre_core.schema import LABEL_COLUMNS, read_parquet
-from genre_core.stages import GANStage
+from genre_core.stages import label_song_by_song
 from jobs import label, make_catalog
 from jobs.cli import run_job
 from jobs.models import DEFAULT_MODELS, resolve_models
@@ -48,18 +46,6 @@ def _write_catalog(df: pd.DataFrame, url: str) -> None:
         df.to_parquet(fh)
 
 
-def _reference(df: pd.DataFrame, models) -> pd.DataFrame:
-    """The same songs labelled in this process by calling the genre_core stages directly, one song at a time."""
-    _, cnn = load_cnn_bundle(models.cnn_url)
-    decode, voter = DecodeStage(cnn.feature_config), CNNVoter(models.cnn_url, device="cpu")
-    gan = GANStage(models.gan_url, models.cnn_url, device="cpu")
-    rows = []
-    for tid, uri in zip(df["track_id"], df["audio_uri"], strict=True):
-        batch = gan(voter(decode({"track_id": np.array([tid], object), "audio_uri": np.array([uri], object)})))
-        rows.append({k: batch[k][0] for k in ("track_id", "status", "cnn_status", "genre", "probabilities")})
-    return pd.DataFrame(rows).set_index("track_id")
-
-
 def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(local_ray, s3_catalog,
                                                                              models_with_gan):
     models = resolve_models(models_with_gan)
@@ -72,7 +58,7 @@ def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(loca
     got = latest_labels("s3://label-job/nightly/labels")
     assert len(got) == 40 and got["track_id"].is_unique and set(got["track_id"]) == set(first["track_id"])
     assert list(got.columns) == list(LABEL_COLUMNS)
-    ref = _reference(first, models)
+    ref = label_song_by_song(first, models.feature_config, models.cnn_url, models.gan_url)
     got = got.set_index("track_id")
     for tid, r in ref.iterrows():
         assert got.at[tid, "status"] == r["status"], tid

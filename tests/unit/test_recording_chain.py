@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from genre_core.training.recording_chain import LOG_MEL_STD, _room, degrade, mel_band_hz, standardize
+from genre_core.refine import standardize_slices as standardize
+from genre_core.training.recording_chain import LOG_MEL_STD, _room, degrade, mel_band_hz
 
 
 def _crops(b: int = 6, m: int = 32, t: int = 24, seed: int = 0) -> torch.Tensor:
