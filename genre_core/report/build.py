@@ -259,7 +259,11 @@ def _by_confidence(df: pd.DataFrame, ascending: bool = True) -> list[str]:
     return df.sort_values(["confidence", "track_id"], ascending=[ascending, True])["track_id"].tolist()
 
 
-def _no_songs_note(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | None) -> str | None:
+def _no_songs_note(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | None, n_songs: int,
+                   flag: str) -> str | None:
+    """Why a section of song pictures is left out (``n_songs`` asked for with ``flag``), or None."""
+    if n_songs <= 0:
+        return f"Left out ({flag} 0)."
     if analyser is None:
         return "Left out: no models to analyse songs with. " + (req.models_note or "")
     if "audio_uri" not in merged.columns:
@@ -270,9 +274,7 @@ def _no_songs_note(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnaly
 def _gallery(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | None, ev: dict[str, Any],
              cache: dict[str, SongSlices | None], notes: list[str]) -> Section:
     title = "Unclassified songs before and after translation"
-    if req.gallery <= 0:
-        return Section("gallery", title, note("Left out (--gallery 0)."))
-    why = _no_songs_note(req, merged, analyser)
+    why = _no_songs_note(req, merged, analyser, req.gallery, "--gallery")
     if why:
         return Section("gallery", title, note(why))
     assert analyser is not None
@@ -306,9 +308,7 @@ def _gallery(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | 
 def _timeline(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | None,
               cache: dict[str, SongSlices | None], notes: list[str]) -> Section:
     title = "Per-slice genre timeline"
-    if req.timeline <= 0:
-        return Section("timeline", title, note("Left out (--timeline 0)."))
-    why = _no_songs_note(req, merged, analyser)
+    why = _no_songs_note(req, merged, analyser, req.timeline, "--timeline")
     if why:
         return Section("timeline", title, note(why))
     assert analyser is not None
