@@ -21,7 +21,7 @@ from genre_core.errors import TooShortError
 LOG_FLOOR = 1e-6         # added to mel power before the log
 NORM_EPS = 1e-5          # added to the std in per-slice standardisation
 NORMALIZATIONS = ("per_slice", "none")
-FRAME_BLOCK = 256        # STFT frames processed per block in log_mel
+FRAME_BLOCK = 128        # STFT frames processed per block in log_mel
 
 
 def feature_version(cfg: FeatureConfig) -> str:
@@ -35,18 +35,24 @@ def log_mel(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     if x.ndim != 1 or x.shape[0] == 0:
         raise ValueError(f"log_mel expects non-empty 1-D mono audio, got shape {x.shape}")
     n_fft, hop = cfg.n_fft, cfg.hop_length
-    padded = np.pad(x, n_fft // 2)  # center=True, zero padding (librosa >= 0.10 default)
+    padded = np.zeros(x.shape[0] + 2 * (n_fft // 2), dtype=np.float32)  # center=True, zero padding (librosa
+    padded[n_fft // 2:n_fft // 2 + x.shape[0]] = x                       # >= 0.10); np.pad is 5x slower
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # a view, no copy
     window = _window(n_fft)
-    basis_t = _mel_basis_t(cfg.sample_rate, n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
-    mel = np.empty((cfg.n_mels, frames.shape[0]), dtype=np.float32)
-    # Blocks of frames keep the temporaries small and cache-resident: 2-3x faster than one big FFT,
-    # whose multi-MB temporaries are returned to the OS and page-faulted back in on every call.
-    for start in range(0, frames.shape[0], FRAME_BLOCK):
-        block = frames[start:start + FRAME_BLOCK] * window
-        power = np.abs(scipy.fft.rfft(block, axis=-1, workers=1, overwrite_x=True))
-        power *= power  # [block, n_fft // 2 + 1]
-        mel[:, start:start + FRAME_BLOCK] = (power @ basis_t).T
+    basis = _mel_basis(cfg.sample_rate, n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
+    n_frames = frames.shape[0]
+    mel = np.empty((cfg.n_mels, n_frames), dtype=np.float32)
+    # Blocks of frames through buffers allocated once per song: the temporaries stay small and cache-resident,
+    # and are not handed back to the OS and page-faulted in again on every block (2x faster than one big FFT).
+    windowed = np.empty((min(FRAME_BLOCK, n_frames), n_fft), dtype=np.float32)
+    power = np.empty((windowed.shape[0], n_fft // 2 + 1), dtype=np.float32)
+    for start in range(0, n_frames, FRAME_BLOCK):
+        stop = min(start + FRAME_BLOCK, n_frames)
+        block, block_power = windowed[:stop - start], power[:stop - start]
+        np.multiply(frames[start:stop], window, out=block)
+        np.abs(scipy.fft.rfft(block, axis=-1, workers=1), out=block_power)
+        block_power *= block_power  # [block, n_fft // 2 + 1]
+        mel[:, start:stop] = basis @ block_power.T
     mel += np.float32(LOG_FLOOR)
     np.log(mel, out=mel)
     return mel
@@ -126,11 +132,9 @@ def _window(n_fft: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_basis_t(
-    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float
-) -> scipy.sparse.csr_matrix:
-    """Slaney mel filterbank, transposed to ``[n_fft // 2 + 1, n_mels]``, sparse float32."""
+def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> scipy.sparse.csr_matrix:
+    """Slaney mel filterbank ``[n_mels, n_fft // 2 + 1]``, sparse float32."""
     import librosa.filters  # lazy: ~0.6 s import, paid once in warm_up
 
     basis = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
-    return scipy.sparse.csr_matrix(basis.T.astype(np.float32))
+    return scipy.sparse.csr_matrix(basis.astype(np.float32))
