@@ -181,6 +181,25 @@ def test_truncated_flac_raises_decode_error(tmp_path: Path) -> None:
         decode_bytes(data[: len(data) // 2], name="cut.flac")
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_16bit_flac_decodes_to_exactly_what_libsndfile_reads(tmp_path: Path, channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    music = np.stack([sine(220 * (c + 1), 3.0, SR, amp=0.4) + 0.05 * rng.standard_normal(3 * SR).astype(np.float32)
+                      for c in range(channels)], axis=1)
+    path = write(tmp_path / "a.flac", music, subtype="PCM_16")
+    reference = sf.read(str(path), dtype="float32", always_2d=True)[0].mean(axis=1, dtype=np.float32)
+    got = load_audio(str(path), AudioConfig(sample_rate=SR))
+    assert got.dtype == np.float32 and np.array_equal(got, reference)
+
+
+def test_flac_with_a_corrupt_frame_is_refused_not_shortened(tmp_path: Path) -> None:
+    """dr_flac skips a frame that fails its checksum; the file then goes to libsndfile, which refuses it."""
+    data = bytearray(write(tmp_path / "a.flac", sine(440, 4.0, SR, amp=0.3) + 0.01, subtype="PCM_16").read_bytes())
+    data[len(data) // 2] ^= 0x5A
+    with pytest.raises(DecodeError, match="cut.flac"):
+        decode_bytes(bytes(data), name="cut.flac")
+
+
 def test_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.wav"
     path.write_bytes(b"")
