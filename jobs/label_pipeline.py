@@ -122,7 +122,7 @@ def _actor_retries(retries: RetryResources) -> dict[str, int]:
 
 def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, audio_root: str | None):
     rows = todo[["track_id", "audio_uri"]].to_dict("records")
-    k = max(1, res.decode.songs_per_block)
+    k = res.decode.block_size(len(rows))
     # from_items builds the blocks in the driver (from_pandas would start a metadata task per block)
     ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // k)))
     ds = ds.map_batches(
@@ -171,6 +171,8 @@ def label_tracks(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, wri
                                           **versions))
 
     for df in ds.iter_batches(batch_size=None, batch_format="pandas"):  # each block as soon as it is ready
+        if not done:  # start-up of the pools (processes, imports, models) and the first block's trip
+            stats["first_labels_s"], stats["first_labels_rows"] = time.perf_counter() - started, len(df)
         stats["cnn_unclassified"] += int((df["cnn_status"] == "unclassified").sum())
         stats["gan_songs"] += int((df["gan_input_slices"] > 0).sum())
         stats["gan_slices"] += int(df["gan_input_slices"].sum())

@@ -15,7 +15,12 @@ from genre_core.config import from_dict, read_yaml
 class DecodeResources:
     concurrency: int = 2          # decode actors (CPU only)
     num_cpus: float = 0.5
-    songs_per_block: int = 4      # songs per decode call (one block)
+    songs_per_block: int = 16     # songs per decode call (one block); fewer on a small catalog
+
+    def block_size(self, n_songs: int) -> int:
+        """Songs per block for a catalog of ``n_songs``: ``songs_per_block``, or fewer when the catalog is small,
+        so that every decode actor gets at least two blocks and none idles while another decodes everything."""
+        return max(1, min(self.songs_per_block, -(-n_songs // (2 * self.concurrency))))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genre_core.config import ConfigError
-from jobs.resources import PoolResources, ResourcesConfig, RetryResources, load_resources
+from jobs.resources import DecodeResources, PoolResources, ResourcesConfig, RetryResources, load_resources
 
 
 def test_shipped_configs_load():
@@ -31,3 +31,12 @@ def test_unknown_keys_are_rejected(tmp_path):
     bad.write_text("- just a list\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_resources(str(bad))
+
+
+def test_small_catalogs_get_smaller_blocks_so_every_decode_actor_has_work():
+    decode = DecodeResources(concurrency=2, songs_per_block=16)
+    assert decode.block_size(3000) == 16
+    assert decode.block_size(40) == 10    # 4 blocks: two per actor
+    assert decode.block_size(3) == 1
+    assert decode.block_size(0) == 1
+    assert DecodeResources(concurrency=32, songs_per_block=8).block_size(100) == 2
