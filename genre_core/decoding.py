@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from genre_core.allocator import keep_freed_memory
 from genre_core.audio import load_audio
 from genre_core.config import AudioConfig, FeatureConfig
 from genre_core.errors import TooShortError, TrackError
@@ -21,7 +22,7 @@ class DecodeStage:
 
     Adds ``slices`` (``[n, n_mels, n_frames]`` float32 per song), ``duration_s``, ``status`` (``"error"`` or
     ``"pending"``) and ``error``. A :class:`TrackError` costs only its own track; anything else is a bug or an
-    infrastructure failure and propagates.
+    infrastructure failure and propagates. Building one tunes this process's allocator (:mod:`genre_core.allocator`).
     """
 
     def __init__(self, feature_cfg: FeatureConfig, audio_cfg: AudioConfig | None = None,
@@ -29,6 +30,7 @@ class DecodeStage:
         self.feature_cfg = feature_cfg
         self.audio_cfg = audio_cfg or AudioConfig(sample_rate=feature_cfg.sample_rate)
         self.root = root
+        keep_freed_memory()
         warm_up(feature_cfg)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:

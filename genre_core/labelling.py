@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from genre_core.allocator import keep_freed_memory
 from genre_core.artifacts import load_cnn_bundle
 from genre_core.config import AudioConfig, ConfigError, FeatureConfig, VotingConfig
 from genre_core.decoding import as_column, decode_song
@@ -38,7 +39,8 @@ class CNNVoter:
     error); ``probabilities`` is one ``[n, n_classes]`` float32 array, a NaN row for a song without votes.
     All songs' slices go through the model together in chunks of ``batch_slices``. With
     ``drop_classified_slices`` the payload of decided/error rows is replaced by an empty array so that only
-    unclassified songs carry spectrograms on.
+    unclassified songs carry spectrograms on. Building one tunes this process's allocator
+    (:mod:`genre_core.allocator`).
     """
 
     def __init__(
@@ -46,9 +48,10 @@ class CNNVoter:
         bundle_url: str,
         device: str | torch.device | None = None,
         voting: VotingConfig | None = None,
-        batch_slices: int = 256,
+        batch_slices: int = 16,
         drop_classified_slices: bool = False,
     ) -> None:
+        keep_freed_memory()
         self.model, self.bundle = load_cnn_bundle(bundle_url, device=device)
         self.device = next(self.model.parameters()).device
         self.voting = voting or self.bundle.voting

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from genre_core.allocator import keep_freed_memory
 from genre_core.artifacts import CNNBundle, load_cnn_bundle
 from genre_core.config import FeatureConfig
 from genre_core.decoding import DecodeStage, as_column
@@ -55,10 +56,12 @@ class GANStage:
     Rows whose CNN status is not ``unclassified`` pass through unchanged; for the others the translated votes
     may turn the row into ``gan_resolved`` with its genre. Adds ``cnn_status`` (the status before this stage)
     and ``gan_input_slices`` (how many slices this stage translated for the row: 0 for every row it did not
-    process), and drops the ``slices`` payload.
+    process), and drops the ``slices`` payload. Building one tunes this process's allocator
+    (:mod:`genre_core.allocator`).
     """
 
     def __init__(self, gan_url: str, cnn_url: str, device: str | None = None) -> None:
+        keep_freed_memory()
         self.cnn, cnn_meta = load_cnn_bundle(cnn_url, device=device)
         self.generator, self.meta = load_gan_for(gan_url, cnn_meta, device)
         self.device = next(self.cnn.parameters()).device

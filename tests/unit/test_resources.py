@@ -10,7 +10,10 @@ from jobs.resources import DecodeResources, PoolResources, ResourcesConfig, Retr
 
 def test_shipped_configs_load():
     local = load_resources("configs/label-local.yaml")
-    assert local.cnn == PoolResources(concurrency=1, num_cpus=0.5, num_gpus=0, batch_size=16, device="cpu")
+    assert local.cnn == PoolResources(concurrency=2, num_cpus=0.25, num_gpus=0, batch_size=16, device="cpu")
+    # the pools fit the 2 CPUs of the machine they are for, GAN pool included
+    assert (local.decode.concurrency * local.decode.num_cpus + local.cnn.concurrency * local.cnn.num_cpus
+            + local.gan.concurrency * local.gan.num_cpus) <= 2
     cluster = load_resources("configs/label-cluster.yaml")
     assert cluster.cnn.num_gpus == 0.5 and cluster.gan.device == "cuda"
     assert load_resources(None) == ResourcesConfig()
