@@ -2,8 +2,9 @@
 
   python benchmarks/cnn_inference.py [--models DIR] [--batch-sizes 1,4,16,64,256] [--seconds 3]
 
-The process is pinned to one CPU with one torch thread; each batch size runs for ``--seconds`` after a warm-up,
-under ``torch.inference_mode`` as the labelling job runs it. Inputs are random standardised slices (the cost of
+The process is pinned to one CPU with one torch thread and keeps freed memory (genre_core.allocator, as the job's
+CNN stage does); each batch size runs for ``--seconds`` after a warm-up, under ``torch.inference_mode`` as the
+labelling job runs it. Inputs are random standardised slices (the cost of
 a convolution does not depend on the values). Where CUDA is available the sweep is repeated on the GPU.
 """
 
@@ -19,6 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import record  # noqa: E402
 
+from genre_core.allocator import keep_freed_memory  # noqa: E402
 from genre_core.artifacts import load_cnn_bundle  # noqa: E402
 from jobs.models import DEFAULT_MODELS  # noqa: E402
 
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = min(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {cpu})
     torch.set_num_threads(1)
+    keep_freed_memory()
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     model, bundle = load_cnn_bundle(os.path.join(args.models, "cnn"), device="cpu")
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

@@ -5,7 +5,9 @@
 Runs ``py-spy record --subprocesses`` over ``python -m jobs.label`` (local Ray, configs/label-local.yaml) and
 summarises the samples: the share of each part of the job (module imports, decoding and log-mel, the CNN, the
 GAN stage, Ray itself) and the functions that are most often on top of a stack (self time). The raw samples
-are kept with ``--keep FILE`` (py-spy's collapsed-stack format, for a flame graph).
+are kept with ``--keep FILE`` (py-spy's collapsed-stack format, for a flame graph). Alongside, the CPU time
+(user and system) and minor page faults of every process of the job are read from /proc, by role: what
+py-spy cannot see (time in the kernel, such as page faults) shows up there.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _results import record  # noqa: E402
+from memory import tree  # noqa: E402
 
 # A sample is charged to the first part whose marker appears in its stack (order matters).
 PARTS = (
@@ -60,6 +64,46 @@ def summarise(raw: str, top: int) -> list[str]:
     return lines
 
 
+ROLES = (("DecodeStage", "decode actors"), ("CNNActor", "CNN actors"), ("GANActor", "GAN actor"),
+         ("jobs.label", "driver"), ("raylet", "raylet"), ("gcs_server", "gcs"))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class CPUAccount(threading.Thread):
+    """The last-read (user s, system s, minor faults) of every process under ``pid``, by role, until it exits."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.stop, self.seen = pid, threading.Event(), {}
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for p in tree(self.pid):
+                try:
+                    with open(f"/proc/{p}/stat", encoding="utf-8") as fh:
+                        fields = fh.read().rsplit(")", 1)[1].split()
+                    with open(f"/proc/{p}/cmdline", "rb") as fh:
+                        cmd = fh.read().decode(errors="replace")
+                except OSError:
+                    continue
+                role = next((name for mark, name in ROLES if mark in cmd), "Ray's other processes")
+                if "py-spy" not in cmd:
+                    self.seen[p] = (role, int(fields[11]) / TICK, int(fields[12]) / TICK, int(fields[7]))
+            self.stop.wait(0.3)
+
+    def table(self, n_songs: int) -> list[str]:
+        roles: dict[str, list[float]] = {}
+        for role, user, system, faults in self.seen.values():
+            acc = roles.setdefault(role, [0.0, 0.0, 0])
+            acc[0], acc[1], acc[2] = acc[0] + user, acc[1] + system, acc[2] + faults
+        lines = ["", "| processes | CPU s (of which system) | CPU ms per song | minor page faults per song |",
+                 "|---|---|---|---|"]
+        for role, (user, system, faults) in sorted(roles.items(), key=lambda kv: -(kv[1][0] + kv[1][1])):
+            lines.append(f"| {role} | {user + system:.1f} ({system:.1f}) | {1000 * (user + system) / n_songs:.2f} | "
+                         f"{faults / n_songs:.0f} |")
+        return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalog", required=True)
@@ -77,10 +121,16 @@ def main(argv: list[str] | None = None) -> int:
         job = [sys.executable, "-m", "jobs.label", "--catalog", args.catalog, "--output", os.path.join(tmp, "out"),
                "--mode", "backfill", "--config", "configs/label-local.yaml", "--limit", str(args.limit)]
         job += ["--models", args.models] if args.models else []
-        subprocess.run([pyspy, "record", "--subprocesses", "--rate", str(args.rate), "--format", "raw", "-o", raw,
-                        "--", *job], check=True, stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen([pyspy, "record", "--subprocesses", "--rate", str(args.rate), "--format", "raw",
+                                 "-o", raw, "--", *job], stdout=subprocess.DEVNULL)
+        account = CPUAccount(proc.pid)
+        account.start()
+        if proc.wait() != 0:
+            raise SystemExit(f"py-spy or the job failed (exit {proc.returncode})")
+        account.stop.set()
+        account.join()
         lines = [f"- py-spy {args.rate} Hz over `python -m jobs.label` on {args.limit} songs of {args.catalog}"]
-        lines += summarise(raw, args.top)
+        lines += summarise(raw, args.top) + account.table(args.limit)
     print("\n".join(lines))
     record("Profile of the labelling job", lines, argv)
     return 0

@@ -53,14 +53,15 @@ def load_gan_for(gan_url: str, cnn: CNNBundle, device: str | None = None) -> tup
 class GANStage:
     """GAN refinement of the unclassified songs of a batch (see :mod:`genre_core.refine` for the rule).
 
-    Rows whose CNN status is not ``unclassified`` pass through unchanged; for the others the translated votes
+    Rows whose CNN status is not ``unclassified`` pass through unchanged; for the others (their slices translated
+    and read back ``batch_slices`` at a time: small on a CPU, large on a GPU) the translated votes
     may turn the row into ``gan_resolved`` with its genre. Adds ``cnn_status`` (the status before this stage)
     and ``gan_input_slices`` (how many slices this stage translated for the row: 0 for every row it did not
     process), and drops the ``slices`` payload. Building one tunes this process's allocator
     (:mod:`genre_core.allocator`).
     """
 
-    def __init__(self, gan_url: str, cnn_url: str, device: str | None = None) -> None:
+    def __init__(self, gan_url: str, cnn_url: str, device: str | None = None, batch_slices: int = 16) -> None:
         keep_freed_memory()
         self.cnn, cnn_meta = load_cnn_bundle(cnn_url, device=device)
         self.generator, self.meta = load_gan_for(gan_url, cnn_meta, device)
@@ -69,6 +70,7 @@ class GANStage:
         self.params = {k: self.meta.refine[k] for k in ("top_k", "threshold", "cost_weight")}
         self.params["vote_weight"] = float(self.meta.refine.get("vote_weight", 0.0))
         self.params["standardize"] = cnn_meta.feature_config.normalization == "per_slice"
+        self.params["batch_size"] = batch_slices  # translations / CNN readings per forward pass
 
     @property
     def version(self) -> str:

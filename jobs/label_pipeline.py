@@ -99,11 +99,11 @@ class CNNActor(CNNVoter):
 class GANActor(GANStage):
     """Pool 2: GAN refinement of the unclassified songs in each batch."""
 
-    def __init__(self, gan_url: str, cnn_url: str, device: str, torch_threads: int) -> None:
+    def __init__(self, gan_url: str, cnn_url: str, device: str, torch_threads: int, forward_slices: int) -> None:
         import torch
 
         torch.set_num_threads(torch_threads)
-        super().__init__(gan_url, cnn_url, device=device)
+        super().__init__(gan_url, cnn_url, device=device, batch_slices=forward_slices)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         return super().__call__(restore_nulls(batch))
@@ -143,7 +143,8 @@ def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, au
     if models.gan_url:
         ds = ds.map_batches(
             GANActor, fn_constructor_kwargs={"gan_url": models.gan_url, "cnn_url": models.cnn_url,
-                                             "device": _device(res.gan), "torch_threads": res.torch_threads},
+                                             "device": _device(res.gan), "torch_threads": res.torch_threads,
+                                             "forward_slices": res.gan.forward_slices},
             compute=ray.data.ActorPoolStrategy(size=res.gan.concurrency), batch_size=res.gan.batch_size,
             batch_format="numpy", num_cpus=res.gan.num_cpus, num_gpus=res.gan.num_gpus,
             **_actor_retries(res.retries),
