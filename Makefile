@@ -63,14 +63,18 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
-# Every benchmark of benchmarks/, each appending its figures to benchmarks/RESULTS.md (about 15 minutes on
+# Every benchmark of benchmarks/, each appending its figures to benchmarks/RESULTS.md (about 20 minutes on
 # 2 cores; renders the corpus first when $(CORPUS) has none). Run it on an otherwise idle machine.
 bench: setup $(CORPUS)/corpus/catalog.parquet $(CORPUS)/shifted/catalog.parquet
 	$(BIN)/pip install -q --disable-pip-version-check py-spy==0.4.1   # for profile_job.py
 	$(BIN)/python benchmarks/frontend.py --files $(CORPUS)/corpus/audio --n 100
 	$(BIN)/python benchmarks/frontend.py --sample-rate 44100
 	$(BIN)/python benchmarks/cnn_inference.py
-	$(BIN)/python benchmarks/end_to_end.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 1000
+	$(BIN)/python benchmarks/end_to_end.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 1000 --no-gan
+	$(BIN)/python benchmarks/end_to_end.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 3000 --no-gan
+	$(BIN)/python benchmarks/pool_sizes.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 3000 --no-gan \
+		--variant "" --variant "cnn.concurrency=1" --variant "decode.concurrency=1 cnn.concurrency=1" \
+		--variant "decode.songs_per_block=4"
 	$(BIN)/python benchmarks/memory.py --catalog $(CORPUS)/corpus/catalog.parquet --sizes 250,2500
 	$(BIN)/python benchmarks/gan_cost.py --catalog $(CORPUS)/shifted/catalog.parquet --limit 200
 	$(BIN)/python benchmarks/profile_job.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 1000
