@@ -6,7 +6,7 @@ threshold lies free there. A stage that runs the same large computation song aft
 activations are 1 MB per slice in the first layer, log-mel buffers a few MB per song -- then page-faults its
 working memory in again on every call: with 32-slice forward passes the CNN spent more time in page faults than
 in arithmetic (1,750 minor faults and 2.9 ms of system time per song against 4.9 ms of CPU without them;
-``benchmarks/RESULTS.md``, "Page faults"). Each stage calls :func:`keep_freed_memory` when it is built, so both
+``benchmarks/RESULTS.md``, "Issue 7, second pass"). Each stage calls :func:`keep_freed_memory` when it is built, so both
 the Ray workers and a single-process loop over the same stages run this way. The cost is that a process keeps
 its peak working set (blocks up to 32 MB) until it exits.
 """

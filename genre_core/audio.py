@@ -1,9 +1,10 @@
 """Decode an audio file or URI into float32 mono samples at the target rate, with typed validation errors.
 
 Decoding uses libsndfile (``soundfile``: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...), resampling uses soxr ('HQ').
-A 16-bit FLAC that fits under the cap is decoded by dr_flac (``miniaudio``) instead: bit-identical samples, 1.6x
-faster (``benchmarks/RESULTS.md``); whenever dr_flac gives anything but the frame count the header promised (a
-corrupt or truncated stream), libsndfile decodes the file and reports the problem as it does for every format.
+A 16-bit FLAC that fits under the cap is decoded by dr_flac (``miniaudio``) instead: bit-identical samples, 3.5
+instead of 5.2-5.6 ms per 30 s song (``benchmarks/RESULTS.md``, "Issue 7, second pass"); whenever dr_flac gives
+anything but the frame count the header promised (a corrupt or truncated stream), libsndfile decodes the file and
+reports the problem as it does for every format.
 Local files and s3 objects are both streamed and only the first ``AudioConfig.max_duration_s`` seconds are read
 (s3: ranged GETs of :data:`REMOTE_BLOCK_BYTES`), so a 2-hour file costs the memory of the capped stretch, never
 of the whole file. Every problem with one track raises a :class:`~genre_core.errors.TrackError` subclass; an
