@@ -182,5 +182,9 @@ def load_cnn_bundle(url: str, device: str | torch.device | None = None) -> tuple
         raise BundleError(f"weights of bundle {url} do not fit its cnn_config: {exc}") from exc
     if device is not None:
         model.to(device)
+    if next(model.parameters()).device.type == "cpu":
+        # on a CPU, oneDNN's convolutions and max-pooling run 3x faster on channels-last weights (1 input channel:
+        # the slices need no conversion); the outputs differ from the default layout by float rounding only
+        model.to(memory_format=torch.channels_last)
     model.eval()
     return model, meta
