@@ -8,7 +8,7 @@ come again under new track_ids):
   single process  genre_core.stages.label_song_by_song: DecodeStage -> CNNVoter -> GANStage (with a GAN bundle),
                   i.e. the loop a user would write around genre_core, run twice: sequentially (torch on one
                   thread: the baseline of the target) and with torch's default threads (its intra-op threads
-                  then spin on every core: here 14-19% faster for 1.6-1.7x the CPU time);
+                  then spin on every core: 1.6-2x the CPU time here, for -4% to +19% speed);
   Ray job         ``python -m jobs.label`` (local Ray on all of this machine's CPUs, --config), run in-process;
                   its time is split into Ray's start-up, the pools' start-up (until the first labels arrive)
                   and the steady rate after it, which is what a catalog much larger than ``--limit`` would see.
