@@ -29,7 +29,7 @@ class PoolResources:
     num_cpus: float = 0.5         # fractional: on small machines the pools share the cores
     num_gpus: float = 0.0
     batch_size: int = 16          # songs per actor call
-    forward_slices: int = 16      # slices per CNN forward pass (CPU: small is fastest, see benchmarks/RESULTS.md)
+    forward_slices: int = 16      # slices per CNN pass, translations per GAN pass (CPU: small is fastest, RESULTS.md)
     device: str = "auto"          # auto | cpu | cuda
 
 
