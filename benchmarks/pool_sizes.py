@@ -13,6 +13,7 @@ steady rate after it, and the CPU time of the whole process tree per song, from 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from genre_core.label_store import manifests  # noqa: E402
 
 def with_overrides(config: dict, variant: str) -> dict:
     """``config`` with each ``a.b=value`` of ``variant`` set under ``resources`` (values parsed as YAML)."""
-    out = yaml.safe_load(yaml.safe_dump(config))
+    out = copy.deepcopy(config)
     for item in variant.split():
         key, _, value = item.partition("=")
         node = out.setdefault("resources", {})

@@ -35,15 +35,15 @@ def log_mel(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     if x.ndim != 1 or x.shape[0] == 0:
         raise ValueError(f"log_mel expects non-empty 1-D mono audio, got shape {x.shape}")
     n_fft, hop = cfg.n_fft, cfg.hop_length
-    padded = np.zeros(x.shape[0] + 2 * (n_fft // 2), dtype=np.float32)  # center=True, zero padding (librosa
-    padded[n_fft // 2:n_fft // 2 + x.shape[0]] = x                       # >= 0.10); np.pad is 5x slower
+    padded = np.pad(x, n_fft // 2)  # center=True, zero padding (librosa >= 0.10 default)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # a view, no copy
     window = _window(n_fft)
     basis = _mel_basis(cfg.sample_rate, n_fft, cfg.n_mels, cfg.fmin, cfg.fmax)
     n_frames = frames.shape[0]
     mel = np.empty((cfg.n_mels, n_frames), dtype=np.float32)
-    # Blocks of frames through buffers allocated once per song: the temporaries stay small and cache-resident,
-    # and are not handed back to the OS and page-faulted in again on every block (2x faster than one big FFT).
+    # Blocks of frames through buffers allocated once per song: the temporaries stay small and cache-resident
+    # (2.3x faster than one block for the whole song with glibc's default thresholds, where the big temporaries
+    # are handed back to the OS and faulted in again on every call; 5% with genre_core.allocator's).
     windowed = np.empty((min(FRAME_BLOCK, n_frames), n_fft), dtype=np.float32)
     power = np.empty((windowed.shape[0], n_fft // 2 + 1), dtype=np.float32)
     for start in range(0, n_frames, FRAME_BLOCK):
