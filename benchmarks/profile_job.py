@@ -64,8 +64,8 @@ def summarise(raw: str, top: int) -> list[str]:
     return lines
 
 
-ROLES = (("DecodeStage", "decode actors"), ("CNNActor", "CNN actors"), ("GANActor", "GAN actor"),
-         ("jobs.label", "driver"), ("raylet", "raylet"), ("gcs_server", "gcs"))
+ROLES = (("DecodeAndVoteActor", "decode + CNN actors"), ("DecodeStage", "decode actors"), ("CNNActor", "CNN actors"),
+         ("GANActor", "GAN actor"), ("jobs.label", "driver"), ("raylet", "raylet"), ("gcs_server", "gcs"))
 TICK = os.sysconf("SC_CLK_TCK")
 
 

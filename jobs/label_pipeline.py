@@ -2,6 +2,7 @@
 
     catalog rows --(blocks of songs)--> decode actor pool (DecodeStage, CPU)
       --> CNN actor pool (CNNVoter; classified songs drop their spectrograms)
+          [decode.in_cnn_actors: the CNN actors decode their blocks themselves (DecodeAndVoteActor)]
       --> GAN actor pool (GANStage; only unclassified songs carry spectrograms, others pass untouched)
       --> driver: label rows -> staged Parquet parts (RunWriter)
 
@@ -96,6 +97,18 @@ class CNNActor(CNNVoter):
         return out
 
 
+class DecodeAndVoteActor:
+    """Decoding and pool 1 in one actor (``decode.in_cnn_actors``, for machines without a GPU): a block's
+    spectrograms are voted on by the process that computed them instead of travelling to another one."""
+
+    def __init__(self, decode_kwargs: dict[str, Any], cnn_kwargs: dict[str, Any]) -> None:
+        self.decode = DecodeStage(**decode_kwargs)
+        self.vote = CNNActor(**cnn_kwargs)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return self.vote(self.decode(batch))
+
+
 class GANActor(GANStage):
     """Pool 2: GAN refinement of the unclassified songs in each batch."""
 
@@ -122,24 +135,26 @@ def _actor_retries(retries: RetryResources) -> dict[str, int]:
 
 def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, audio_root: str | None):
     rows = todo[["track_id", "audio_uri"]].to_dict("records")
-    k = res.decode.block_size(len(rows))
+    k = res.decode.block_size(len(rows), res.decoders)
     # from_items builds the blocks in the driver (from_pandas would start a metadata task per block)
     ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // k)))
-    ds = ds.map_batches(
-        DecodeStage,  # from a torch-free module: decode workers never import torch
-        fn_constructor_kwargs={"feature_cfg": models.feature_config,
-                               "audio_cfg": AudioConfig(sample_rate=models.feature_config.sample_rate),
-                               "root": audio_root},
-        compute=ray.data.ActorPoolStrategy(size=res.decode.concurrency), batch_size=None,
-        batch_format="numpy", num_cpus=res.decode.num_cpus, **_actor_retries(res.retries),
-    )
-    ds = ds.map_batches(
-        CNNActor, fn_constructor_kwargs={"bundle_url": models.cnn_url, "device": _device(res.cnn),
-                                         "torch_threads": res.torch_threads, "forward_slices": res.cnn.forward_slices,
-                                         "last_stage": not models.gan_url},
-        compute=ray.data.ActorPoolStrategy(size=res.cnn.concurrency), batch_size=res.cnn.batch_size,
-        batch_format="numpy", num_cpus=res.cnn.num_cpus, num_gpus=res.cnn.num_gpus, **_actor_retries(res.retries),
-    )
+    decode_kwargs = {"feature_cfg": models.feature_config,
+                     "audio_cfg": AudioConfig(sample_rate=models.feature_config.sample_rate), "root": audio_root}
+    cnn_kwargs = {"bundle_url": models.cnn_url, "device": _device(res.cnn), "torch_threads": res.torch_threads,
+                  "forward_slices": res.cnn.forward_slices, "last_stage": not models.gan_url}
+    cnn_pool = {"compute": ray.data.ActorPoolStrategy(size=res.cnn.concurrency), "batch_format": "numpy",
+                "num_cpus": res.cnn.num_cpus, "num_gpus": res.cnn.num_gpus, **_actor_retries(res.retries)}
+    if res.decode.in_cnn_actors:  # one block per call, decoded and voted on in the same process
+        ds = ds.map_batches(DecodeAndVoteActor, batch_size=None, **cnn_pool,
+                            fn_constructor_kwargs={"decode_kwargs": decode_kwargs, "cnn_kwargs": cnn_kwargs})
+    else:
+        ds = ds.map_batches(
+            DecodeStage,  # from a torch-free module: decode workers never import torch
+            fn_constructor_kwargs=decode_kwargs,
+            compute=ray.data.ActorPoolStrategy(size=res.decode.concurrency), batch_size=None,
+            batch_format="numpy", num_cpus=res.decode.num_cpus, **_actor_retries(res.retries),
+        )
+        ds = ds.map_batches(CNNActor, fn_constructor_kwargs=cnn_kwargs, batch_size=res.cnn.batch_size, **cnn_pool)
     if models.gan_url:
         ds = ds.map_batches(
             GANActor, fn_constructor_kwargs={"gan_url": models.gan_url, "cnn_url": models.cnn_url,

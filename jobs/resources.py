@@ -16,11 +16,16 @@ class DecodeResources:
     concurrency: int = 2          # decode actors (CPU only)
     num_cpus: float = 0.5
     songs_per_block: int = 16     # songs per decode call (one block); fewer on a small catalog
+    # Decode in the CNN actors instead of a pool of its own (concurrency and num_cpus then unused): on a machine
+    # without a GPU the spectrograms then never travel between processes (benchmarks/RESULTS.md, "Decoding in
+    # the CNN actors"); with GPUs keep it off, so that many CPU workers feed few GPU actors.
+    in_cnn_actors: bool = False
 
-    def block_size(self, n_songs: int) -> int:
+    def block_size(self, n_songs: int, decoders: int) -> int:
         """Songs per block for a catalog of ``n_songs``: ``songs_per_block``, or fewer when the catalog is small,
-        so that every decode actor gets at least two blocks and none idles while another decodes everything."""
-        return max(1, min(self.songs_per_block, -(-n_songs // (2 * self.concurrency))))
+        so that each of the ``decoders`` actors gets at least two blocks and none idles while another decodes
+        everything."""
+        return max(1, min(self.songs_per_block, -(-n_songs // (2 * decoders))))
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,11 @@ class ResourcesConfig:
     rows_per_part: int = 10_000   # label rows per published Parquet file
     torch_threads: int = 1        # per actor
     retries: RetryResources = field(default_factory=RetryResources)
+
+    @property
+    def decoders(self) -> int:
+        """How many actors decode: the CNN actors when ``decode.in_cnn_actors``, else the decode pool."""
+        return self.cnn.concurrency if self.decode.in_cnn_actors else self.decode.concurrency
 
 
 def load_resources(path: str | None) -> ResourcesConfig:

@@ -46,6 +46,21 @@ def _write_catalog(df: pd.DataFrame, url: str) -> None:
         df.to_parquet(fh)
 
 
+def _assert_same_labels_as_the_reference(labels_url: str, catalog: pd.DataFrame, models) -> pd.DataFrame:
+    """The published labels equal those of the single-process reference, song for song; returns the reference."""
+    got = latest_labels(labels_url)
+    assert len(got) == len(catalog) and got["track_id"].is_unique
+    assert set(got["track_id"]) == set(catalog["track_id"])
+    assert list(got.columns) == list(LABEL_COLUMNS)
+    ref = label_song_by_song(catalog, models.feature_config, models.cnn_url, models.gan_url)
+    got = got.set_index("track_id")
+    for tid, r in ref.iterrows():
+        assert got.at[tid, "status"] == r["status"], tid
+        assert (got.at[tid, "genre"] if isinstance(got.at[tid, "genre"], str) else None) == r["genre"], tid
+        np.testing.assert_allclose(got.at[tid, "probabilities"], r["probabilities"], atol=1e-5)
+    return ref
+
+
 def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(local_ray, s3_catalog,
                                                                              models_with_gan):
     models = resolve_models(models_with_gan)
@@ -55,15 +70,7 @@ def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(loca
     assert _run(label, "--catalog", "s3://label-job/nightly/catalog.parquet", "--output",
                 "s3://label-job/nightly/labels", "--config", CONFIG, "--models", models_with_gan) == 0
 
-    got = latest_labels("s3://label-job/nightly/labels")
-    assert len(got) == 40 and got["track_id"].is_unique and set(got["track_id"]) == set(first["track_id"])
-    assert list(got.columns) == list(LABEL_COLUMNS)
-    ref = label_song_by_song(first, models.feature_config, models.cnn_url, models.gan_url)
-    got = got.set_index("track_id")
-    for tid, r in ref.iterrows():
-        assert got.at[tid, "status"] == r["status"], tid
-        assert (got.at[tid, "genre"] if isinstance(got.at[tid, "genre"], str) else None) == r["genre"], tid
-        np.testing.assert_allclose(got.at[tid, "probabilities"], r["probabilities"], atol=1e-5)
+    ref = _assert_same_labels_as_the_reference("s3://label-job/nightly/labels", first, models)
 
     n_unclassified_by_cnn = int((ref["cnn_status"] == "unclassified").sum())
     assert n_unclassified_by_cnn > 0, "the test catalog must contain songs the CNN leaves unclassified"
@@ -84,6 +91,22 @@ def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(loca
     assert len(after) == 50 and after["track_id"].is_unique
     new_ids = set(s3_catalog["track_id"].iloc[40:])
     assert set(after.loc[after["run_id"] == runs[-1].run_id, "track_id"]) == new_ids
+
+
+def test_a_decode_pool_of_its_own_labels_the_same(local_ray, s3_catalog, models_with_gan, tmp_path):
+    """The layout of the GPU cluster (decode actors feeding separate CNN actors), here on CPU shares."""
+    config = tmp_path / "separate-pools.yaml"
+    config.write_text("resources:\n  decode: {concurrency: 2, num_cpus: 0.25, in_cnn_actors: false}\n"
+                      "  cnn: {concurrency: 1, num_cpus: 0.25, batch_size: 4, device: cpu}\n"
+                      "  gan: {concurrency: 1, num_cpus: 0.5, device: cpu}\n")
+    catalog = s3_catalog.iloc[30:50]  # the shifted songs: unclassified ones reach the GAN pool
+    _write_catalog(catalog, "s3://label-job/separate/catalog.parquet")
+    assert _run(label, "--catalog", "s3://label-job/separate/catalog.parquet", "--output",
+                "s3://label-job/separate/labels", "--config", str(config), "--models", models_with_gan) == 0
+    models = resolve_models(models_with_gan)
+    ref = _assert_same_labels_as_the_reference("s3://label-job/separate/labels", catalog, models)
+    n_unclassified_by_cnn = int((ref["cnn_status"] == "unclassified").sum())
+    assert manifests("s3://label-job/separate/labels")[-1].stats["gan_songs"] == n_unclassified_by_cnn > 0
 
 
 def test_backfill_with_a_new_model_is_invisible_until_published(local_ray, s3_catalog, tmp_path):
