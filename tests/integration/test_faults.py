@@ -144,6 +144,27 @@ def test_killing_a_decode_actor_and_the_cnn_actor_mid_batch_changes_nothing(loca
     assert_same_labels(latest_labels(out), undisturbed)
 
 
+def test_killing_an_actor_that_decodes_and_votes_mid_batch_changes_nothing(local_ray, catalog, undisturbed,
+                                                                           tmp_path):
+    """The layout of configs/label-local.yaml (the CNN actors decode their own blocks); the labels also equal those
+    of the undisturbed run with a decode pool of its own."""
+    config = tmp_path / "decode-in-cnn-actors.yaml"
+    config.write_text(SMALL_PARTS.replace("decode: {concurrency: 2, num_cpus: 0.5, songs_per_block: 2}",
+                                          "decode: {in_cnn_actors: true, songs_per_block: 2}"))
+    out = str(tmp_path / "labels")
+    batch = "ray::MapWorker(MapBatches(DecodeAndVoteActor)).submit"
+    killer = WorkerKiller([batch])
+    killer.start()
+    try:
+        assert run_job(label, ["--catalog", catalog, "--output", out, "--config", str(config)]) == 0
+    finally:
+        killer.stop.set()
+        killer.join()
+    assert [k[0] for k in killer.kills] == [batch], killer.kills
+    assert manifests(out)[0].n_rows == 8
+    assert_same_labels(latest_labels(out), undisturbed)
+
+
 # --- the driver and S3 faults: the job as its own process with its own local Ray ---------------------------
 
 def _start_job(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
