@@ -16,7 +16,8 @@ class DecodeResources:
     concurrency: int = 2          # decode actors (CPU only)
     num_cpus: float = 0.5
     songs_per_block: int = 16     # songs per decode call (one block); fewer on a small catalog
-    # Decode in the CNN actors instead of a pool of its own (concurrency and num_cpus then unused): on a machine
+    # Decode in the CNN actors instead of a pool of its own (concurrency and num_cpus then unused, and each CNN
+    # call takes one block, not cnn.batch_size songs): on a machine
     # without a GPU the spectrograms then never travel between processes (benchmarks/RESULTS.md,
     # "Issue 7, third pass"); with GPUs keep it off, so that many CPU workers feed few GPU actors.
     in_cnn_actors: bool = False
