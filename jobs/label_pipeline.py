@@ -129,8 +129,10 @@ def _none_if_missing(value: Any) -> Any:
     return value
 
 
-def _actor_retries(retries: RetryResources) -> dict[str, int]:
-    return {"max_restarts": retries.actor_restarts, "max_task_retries": retries.actor_task}
+def _actor_pool(size: int, num_cpus: float, num_gpus: float, retries: RetryResources) -> dict[str, Any]:
+    """The ``map_batches`` arguments of a fixed-size pool of actors that each take numpy batches, with restarts."""
+    return {"compute": ray.data.ActorPoolStrategy(size=size), "batch_format": "numpy", "num_cpus": num_cpus,
+            "num_gpus": num_gpus, "max_restarts": retries.actor_restarts, "max_task_retries": retries.actor_task}
 
 
 def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, audio_root: str | None):
@@ -142,27 +144,22 @@ def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, au
                      "audio_cfg": AudioConfig(sample_rate=models.feature_config.sample_rate), "root": audio_root}
     cnn_kwargs = {"bundle_url": models.cnn_url, "device": _device(res.cnn), "torch_threads": res.torch_threads,
                   "forward_slices": res.cnn.forward_slices, "last_stage": not models.gan_url}
-    cnn_pool = {"compute": ray.data.ActorPoolStrategy(size=res.cnn.concurrency), "batch_format": "numpy",
-                "num_cpus": res.cnn.num_cpus, "num_gpus": res.cnn.num_gpus, **_actor_retries(res.retries)}
+    cnn_pool = _actor_pool(res.cnn.concurrency, res.cnn.num_cpus, res.cnn.num_gpus, res.retries)
     if res.decode.in_cnn_actors:  # one block per call, decoded and voted on in the same process
         ds = ds.map_batches(DecodeAndVoteActor, batch_size=None, **cnn_pool,
                             fn_constructor_kwargs={"decode_kwargs": decode_kwargs, "cnn_kwargs": cnn_kwargs})
     else:
-        ds = ds.map_batches(
-            DecodeStage,  # from a torch-free module: decode workers never import torch
-            fn_constructor_kwargs=decode_kwargs,
-            compute=ray.data.ActorPoolStrategy(size=res.decode.concurrency), batch_size=None,
-            batch_format="numpy", num_cpus=res.decode.num_cpus, **_actor_retries(res.retries),
-        )
+        # DecodeStage comes from a torch-free module: decode workers never import torch
+        ds = ds.map_batches(DecodeStage, fn_constructor_kwargs=decode_kwargs, batch_size=None,
+                            **_actor_pool(res.decode.concurrency, res.decode.num_cpus, 0, res.retries))
         ds = ds.map_batches(CNNActor, fn_constructor_kwargs=cnn_kwargs, batch_size=res.cnn.batch_size, **cnn_pool)
     if models.gan_url:
         ds = ds.map_batches(
             GANActor, fn_constructor_kwargs={"gan_url": models.gan_url, "cnn_url": models.cnn_url,
                                              "device": _device(res.gan), "torch_threads": res.torch_threads,
                                              "forward_slices": res.gan.forward_slices},
-            compute=ray.data.ActorPoolStrategy(size=res.gan.concurrency), batch_size=res.gan.batch_size,
-            batch_format="numpy", num_cpus=res.gan.num_cpus, num_gpus=res.gan.num_gpus,
-            **_actor_retries(res.retries),
+            batch_size=res.gan.batch_size,
+            **_actor_pool(res.gan.concurrency, res.gan.num_cpus, res.gan.num_gpus, res.retries),
         )
     return ds
 
