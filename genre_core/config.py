@@ -39,6 +39,9 @@ class FeatureConfig:
     slice_frames: int = 128          # 128 * 512 / 22050 = 2.97 s per slice
     slice_hop_frames: int = 128      # hop between slices at inference (no overlap)
     normalization: str = "per_slice"  # "per_slice" standardises each slice; "none" keeps log-mel
+    # how mel power becomes a log-mel: "ln" is ln(power + 1e-6) (the from-scratch CNN's); "log10_1p" is
+    # log10(1 + 10000 * power), the front end the pretrained musicnn backbone was trained on
+    log_compression: str = "ln"
 
     @property
     def slice_seconds(self) -> float:

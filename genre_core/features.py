@@ -1,6 +1,7 @@
 """Log-mel spectrograms and fixed-size slices of a song, as pure functions of audio and a FeatureConfig.
 
-The log-mel is ``ln(mel_power + 1e-6)`` (natural log, floor 1e-6 -> -13.8); ``mel_power`` equals, to float32 rounding,
+The log-mel is ``ln(mel_power + 1e-6)`` (natural log, floor 1e-6 -> -13.8; ``log_compression="ln"``) or
+``log10(1 + 10000 * mel_power)`` (``"log10_1p"``, musicnn's front end); ``mel_power`` equals, to float32 rounding,
 librosa's ``melspectrogram(center=True, pad_mode="constant", window="hann", power=2, htk=False,
 norm="slaney")``, computed here with a periodic-Hann framed real FFT (scipy, one worker) and a sparse
 Slaney mel filterbank; float32 throughout. Everything is single-threaded and ~3x faster than librosa's own
@@ -21,6 +22,8 @@ from genre_core.errors import TooShortError
 LOG_FLOOR = 1e-6         # added to mel power before the log
 NORM_EPS = 1e-5          # added to the std in per-slice standardisation
 NORMALIZATIONS = ("per_slice", "none")
+LOG_COMPRESSIONS = ("ln", "log10_1p")
+LOG10_1P_GAIN = 10000.0  # musicnn: log10(1 + 10000 * mel power)
 FRAME_BLOCK = 128        # STFT frames processed per block in log_mel
 
 
@@ -34,6 +37,8 @@ def log_mel(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     x = np.asarray(audio, dtype=np.float32)
     if x.ndim != 1 or x.shape[0] == 0:
         raise ValueError(f"log_mel expects non-empty 1-D mono audio, got shape {x.shape}")
+    if cfg.log_compression not in LOG_COMPRESSIONS:
+        raise ConfigError(f"features.log_compression={cfg.log_compression!r}; allowed: {list(LOG_COMPRESSIONS)}")
     n_fft, hop = cfg.n_fft, cfg.hop_length
     padded = np.pad(x, n_fft // 2)  # center=True, zero padding (librosa >= 0.10 default)
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]  # a view, no copy
@@ -53,8 +58,13 @@ def log_mel(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         np.abs(scipy.fft.rfft(block, axis=-1, workers=1), out=block_power)
         block_power *= block_power  # [block, n_fft // 2 + 1]
         mel[:, start:stop] = basis @ block_power.T
-    mel += np.float32(LOG_FLOOR)
-    np.log(mel, out=mel)
+    if cfg.log_compression == "log10_1p":
+        mel *= np.float32(LOG10_1P_GAIN)
+        np.log1p(mel, out=mel)
+        mel *= np.float32(1.0 / np.log(10.0))
+    else:
+        mel += np.float32(LOG_FLOOR)
+        np.log(mel, out=mel)
     return mel
 
 

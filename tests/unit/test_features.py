@@ -157,3 +157,23 @@ def test_warm_up_runs_and_is_deterministic() -> None:
     warm_up(CFG)
     x = noise(4.0, seed=7)
     np.testing.assert_array_equal(song_slices(x, CFG), song_slices(x.copy(), CFG))
+
+
+MUSICNN_FRONT_END = FeatureConfig(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, fmin=0.0, fmax=8000.0,
+                                  slice_frames=187, slice_hop_frames=187, normalization="none",
+                                  log_compression="log10_1p")
+
+
+def test_log10_1p_front_end_matches_musicnns_librosa_recipe() -> None:
+    x = noise(5.0, seed=3)
+    cfg = MUSICNN_FRONT_END
+    # musicnn's own preprocessing: log10(10000 * melspectrogram + 1) at 16 kHz, n_fft 512, hop 256, 96 bands
+    ref = np.log10(10000.0 * librosa.feature.melspectrogram(y=x, sr=16000, n_fft=512, hop_length=256, n_mels=96)
+                   + 1.0)
+    np.testing.assert_allclose(log_mel(x, cfg), ref, atol=1e-4, rtol=0)
+    assert feature_version(cfg) != feature_version(dataclasses.replace(cfg, log_compression="ln"))
+
+
+def test_unknown_log_compression_is_refused() -> None:
+    with pytest.raises(ConfigError, match="log_compression"):
+        log_mel(noise(1.0), dataclasses.replace(CFG, log_compression="log2"))
