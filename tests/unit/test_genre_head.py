@@ -1,0 +1,91 @@
+"""The musicnn genre head: the tag map as a prior, and training that keeps to it unless songs pay for moving."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genre_core.config import GENRES, ConfigError
+from genre_core.models.genre_head import PRIOR_SCALE, TagPriorHead, prior_matrix, read_tag_map
+from genre_core.training.head import HeadSong, fit_head, head_probabilities, train_head
+
+MSD_TAGS = ("rock", "pop", "jazz", "Hip-Hop", "dance", "funk", "country", "blues", "metal", "heavy metal")
+N_FEAT = 6
+
+
+def test_msd_map_reads_and_gives_each_mapped_genre_a_row_summing_to_one() -> None:
+    entries = read_tag_map("musicnn-msd")
+    assert all(e["why"] for e in entries)
+    tags = sorted({e["tag"] for e in entries})
+    m = prior_matrix(entries, tags, GENRES)
+    sums = dict(zip(GENRES, m.sum(1).tolist(), strict=True))
+    assert sums["reggae"] == 0.0 and sums["classical"] == 0.0  # no MSD tag names them
+    for g in ("blues", "country", "disco", "hiphop", "jazz", "metal", "pop", "rock"):
+        assert sums[g] == pytest.approx(1.0)
+    assert m[GENRES.index("rock"), tags.index("rock")] > m[GENRES.index("rock"), tags.index("punk")] > 0
+
+
+def test_map_errors_are_named() -> None:
+    with pytest.raises(ConfigError, match="no tag-to-genre map"):
+        read_tag_map("vggish")
+    with pytest.raises(ConfigError, match="'rock'"):
+        prior_matrix([{"tag": "rock", "genre": "rock", "weight": 1.0}], ("pop",), GENRES)
+
+
+def _songs(rng: np.random.Generator, n_per_class: int, group: str, feature_signal: bool) -> list[HeadSong]:
+    """Songs whose tags follow the prior for rock and jazz; reggae's tags read as rock, and only feature 0 tells."""
+    classes = ("rock", "jazz", "reggae")
+    songs = []
+    for k, g in enumerate(classes):
+        for i in range(n_per_class):
+            tags = rng.normal(-3.0, 0.5, (8, len(MSD_TAGS)))  # tag logits of 8 slices
+            tags[:, MSD_TAGS.index("rock" if g == "reggae" else g)] += 4.0
+            feats = rng.normal(0.0, 1.0, (8, N_FEAT))
+            if feature_signal and g == "reggae":
+                feats[:, 0] += 3.0
+            songs.append(HeadSong(f"{group}-{g}-{i}", k, np.hstack([tags, feats]).astype(np.float32), group))
+    return songs
+
+
+def _head() -> TagPriorHead:
+    prior = prior_matrix([{"tag": "rock", "genre": "rock", "weight": 1.0},
+                          {"tag": "jazz", "genre": "jazz", "weight": 1.0}], MSD_TAGS, ("rock", "jazz", "reggae"))
+    return TagPriorHead(prior, N_FEAT)
+
+
+def test_head_starts_at_the_prior() -> None:
+    head = _head()
+    x = torch.randn(5, len(MSD_TAGS))
+    torch.testing.assert_close(head(x, torch.randn(5, N_FEAT)), head.prior_logits(x))
+    assert head.tag_weight.max().item() == pytest.approx(PRIOR_SCALE)
+
+
+def test_fitting_learns_the_untagged_genre_and_a_strong_pull_keeps_the_prior() -> None:
+    rng = np.random.default_rng(0)
+    train = _songs(rng, 12, "a", feature_signal=True)
+    test = _songs(rng, 12, "b", feature_signal=True)
+    head = _head()
+    prior_acc = np.mean([p.sum(0).argmax() == s.genre_index
+                         for p, s in zip(head_probabilities(head, test, len(MSD_TAGS)), test, strict=True)])
+    fitted = fit_head(head, train, l2=1e-3, n_tags=len(MSD_TAGS))
+    acc = np.mean([p.sum(0).argmax() == s.genre_index
+                   for p, s in zip(head_probabilities(fitted, test, len(MSD_TAGS)), test, strict=True)])
+    assert prior_acc < 0.7 and acc > 0.95  # reggae, which no tag names, is learnt from feature 0
+    stiff = fit_head(head, train, l2=1e4, n_tags=len(MSD_TAGS))
+    assert (stiff.tag_weight - head.tag_weight).abs().max().item() < 0.05
+    assert (fitted.tag_weight - head.tag_weight).abs().max().item() > (stiff.tag_weight - head.tag_weight).abs().max()
+
+
+def test_train_head_chooses_l2_leave_one_group_out_and_thresholds_on_val() -> None:
+    rng = np.random.default_rng(1)
+    train = _songs(rng, 8, "sf1", True) + _songs(rng, 8, "sf2", True)
+    val = _songs(rng, 4, "sf1", True) + _songs(rng, 4, "sf2", True)
+    result = train_head(_head(), len(MSD_TAGS), train, val, l2_grid=(1e-3, 1e4), log=lambda _: None)
+    assert result.selection["scheme"] == "leave-one-group-out" and result.selection["groups"] == ["sf1", "sf2"]
+    assert result.l2 == 1e-3  # the stiff head never learns reggae: 2/3 at best
+    assert [r["l2"] for r in result.grid] == [1e-3, 1e4]
+    assert result.grid[0]["val_forced_accuracy"] > result.grid[1]["val_forced_accuracy"]
+    assert 0.0 <= result.voting.tau <= 1.0 and result.val_report["n_songs"] == len(val)
+    with pytest.raises(ValueError, match="train and val"):
+        train_head(_head(), len(MSD_TAGS), train, [], log=lambda _: None)
