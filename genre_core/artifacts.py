@@ -22,12 +22,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+from torch import nn
 
 from genre_core import storage
 from genre_core.config import CNNConfig, FeatureConfig, VotingConfig, from_dict, to_dict
 from genre_core.models.cnn import SliceCNN
 
 WEIGHTS_FILE = "weights.safetensors"
+CNN_ARCHS = ("slice_cnn", "musicnn")
 META_FILE = "bundle.json"
 BUNDLE_FORMAT = 1
 
@@ -116,6 +118,9 @@ class CNNBundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     n_mels: int = 128
     n_frames: int = 128
+    # for cnn_config.arch "musicnn": the backbone the model was built on (name, weights_sha256, source, licence,
+    # architecture, tags), as its backbone.json says
+    backbone: dict[str, Any] = field(default_factory=dict)
     version: str = ""
     created_at: str = ""
     weights_sha256: str = ""
@@ -132,6 +137,7 @@ class CNNBundle:
             "metrics": self.metrics,
             "n_mels": self.n_mels,
             "n_frames": self.n_frames,
+            "backbone": self.backbone,
             "version": self.version,
             "created_at": self.created_at,
         }
@@ -149,6 +155,7 @@ class CNNBundle:
                 metrics=meta.get("metrics", {}),
                 n_mels=int(meta["n_mels"]),
                 n_frames=int(meta["n_frames"]),
+                backbone=dict(meta.get("backbone", {})),
                 version=meta["version"],
                 created_at=meta["created_at"],
                 weights_sha256=meta["weights_sha256"],
@@ -158,7 +165,23 @@ class CNNBundle:
             raise BundleError(f"bundle.json at {url or '?'} is incomplete or invalid: {exc!r}") from exc
 
 
-def save_cnn_bundle(url: str, model: SliceCNN, meta: CNNBundle) -> CNNBundle:
+def build_cnn_model(meta: CNNBundle) -> nn.Module:
+    """An untrained model of the architecture ``meta`` describes (``cnn_config.arch``), ready for its weights."""
+    arch = meta.cnn_config.arch
+    if arch == "slice_cnn":
+        return SliceCNN(len(meta.classes), meta.cnn_config, n_mels=meta.n_mels, n_frames=meta.n_frames)
+    if arch == "musicnn":
+        from genre_core.models.genre_head import MusicnnGenreModel
+        from genre_core.models.musicnn import Musicnn
+
+        if not meta.backbone.get("architecture") or not meta.backbone.get("tags"):
+            raise BundleError("a musicnn bundle must name its backbone's architecture and tags in bundle.json")
+        backbone = Musicnn(tags=tuple(meta.backbone["tags"]), **meta.backbone["architecture"])
+        return MusicnnGenreModel(backbone, torch.zeros(len(meta.classes), backbone.n_tags))
+    raise BundleError(f"unknown cnn_config.arch {arch!r}; allowed: {list(CNN_ARCHS)}")
+
+
+def save_cnn_bundle(url: str, model: nn.Module, meta: CNNBundle) -> CNNBundle:
     """Save ``model`` with ``meta`` as a CNN bundle at ``url``; returns the metadata with version/hash filled."""
     if len(meta.classes) != model.n_classes:
         raise BundleError(f"{len(meta.classes)} classes in metadata but the model has {model.n_classes} outputs")
@@ -171,18 +194,18 @@ def save_cnn_bundle(url: str, model: SliceCNN, meta: CNNBundle) -> CNNBundle:
     )
 
 
-def load_cnn_bundle(url: str, device: str | torch.device | None = None) -> tuple[SliceCNN, CNNBundle]:
+def load_cnn_bundle(url: str, device: str | torch.device | None = None) -> tuple[nn.Module, CNNBundle]:
     """Load a CNN bundle: ``(model in eval mode on device, metadata)``. Verifies the weights' sha256."""
     tensors, raw = load_bundle(url, kind="cnn")
     meta = CNNBundle.from_json(raw, url=storage.absolute(url))
-    model = SliceCNN(len(meta.classes), meta.cnn_config, n_mels=meta.n_mels, n_frames=meta.n_frames)
+    model = build_cnn_model(meta)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise BundleError(f"weights of bundle {url} do not fit its cnn_config: {exc}") from exc
     if device is not None:
         model.to(device)
-    if next(model.parameters()).device.type == "cpu":
+    if isinstance(model, SliceCNN) and next(model.parameters()).device.type == "cpu":
         # on a CPU, oneDNN's convolutions and max-pooling run 3x faster on channels-last weights (1 input channel:
         # the slices need no conversion); the outputs differ from the default layout by float rounding only
         model.to(memory_format=torch.channels_last)

@@ -50,8 +50,13 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class CNNConfig:
+    # "slice_cnn": the compact CNN trained from scratch (genre_core.models.cnn; channels and dropout below);
+    # "musicnn": the pretrained musicnn backbone with a genre head kept close to its tags
+    # (genre_core.models.genre_head; backbone below)
+    arch: str = "slice_cnn"
     channels: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.3
+    backbone: str = "musicnn-msd"  # a folder of models/backbones/ (or a path to one), for arch "musicnn"
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,13 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     cnn.add_argument("--audio-root", default=None,
                      help="if set, every audio_uri must lie inside it (relative URIs resolve against it)")
     cnn.add_argument("--limit", type=int, default=None, help="use at most N songs per genre and split (quick runs)")
+    cnn.add_argument("--from", dest="from_bundle", default=None, metavar="BUNDLE",
+                     help="fine-tune this musicnn bundle (e.g. models/default/cnn) on the catalog's labels: its "
+                          "backbone, features and head are kept, and the head moves from where it is only as far "
+                          "as the labelled songs pay for (its config replaces --config's features and cnn)")
+    cnn.add_argument("--group-by", default="soundfont",
+                     help="catalog column whose values group songs (soundfont, artist): the head's l2 is chosen "
+                          "leave-one-group-out on validation songs (default: soundfont, when the column exists)")
 
 
 
@@ -155,6 +162,19 @@ def _run_cnn(args: argparse.Namespace) -> int:
     t_all = time.perf_counter()
     phases: dict[str, float] = {}
     cfg = load_config(args.config)
+    start_bundle = None
+    if args.from_bundle:
+        import dataclasses
+
+        from genre_core.artifacts import read_bundle_meta
+
+        start_bundle = CNNBundle.from_json(read_bundle_meta(args.from_bundle), url=args.from_bundle)
+        if start_bundle.cnn_config.arch != "musicnn":
+            raise ValueError(f"--from {args.from_bundle}: only a musicnn bundle can be fine-tuned "
+                             f"(this one is {start_bundle.cnn_config.arch!r})")
+        cfg = dataclasses.replace(cfg, features=start_bundle.feature_config, cnn=start_bundle.cnn_config,
+                                  audio=dataclasses.replace(cfg.audio,
+                                                            sample_rate=start_bundle.feature_config.sample_rate))
     t0 = time.perf_counter()
     df = read_catalog(args.catalog)  # validated: readable, track_id unique and never null
     check_catalog_columns(list(df.columns), extra=("genre",))
@@ -190,6 +210,10 @@ def _run_cnn(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(os.cpu_count() or 1)
     fc = cfg.features
+    if cfg.cnn.arch == "musicnn":
+        groups = dict(zip(df["track_id"], df[args.group_by].astype(str), strict=True)) \
+            if args.group_by in df.columns else {}
+        return _train_musicnn_head(args, cfg, classes, songs, groups, start_bundle, fp, phases, len(errors), t_all)
     t0 = time.perf_counter()
     result = train_cnn(songs["train"], songs["val"], len(classes), cfg.cnn, cfg.train, fc.n_mels,
                        fc.slice_frames, default_voting=cfg.voting, target_accuracy=args.target_accuracy)
@@ -230,6 +254,87 @@ def _run_cnn(args: argparse.Namespace) -> int:
     print(f"phase save: {phases['save']:.1f} s; wrote bundle {saved.url} version {saved.version}")
     print(f"total wall time: {time.perf_counter() - t_all:.1f} s", flush=True)
     return 0
+
+
+def _train_musicnn_head(args: argparse.Namespace, cfg: Config, classes: list[str], songs: dict[str, list[Any]],
+                        groups: dict[str, str], start_bundle: Any, fp: str, phases: dict[str, float],
+                        n_errors: int, t_all: float) -> int:
+    """The musicnn genre model: backbone outputs computed once per song, then the head trained on them."""
+    from genre_core.artifacts import CNNBundle, load_cnn_bundle, save_cnn_bundle
+    from genre_core.features import feature_version
+    from genre_core.metrics import confusion_matrix
+    from genre_core.models.genre_head import new_genre_model
+    from genre_core.training.cnn import evaluate_songs
+    from genre_core.training.head import (
+        HeadSong,
+        backbone_outputs,
+        head_probabilities,
+        prior_probabilities,
+        train_head,
+    )
+
+    if start_bundle is not None:
+        model, start = load_cnn_bundle(args.from_bundle)
+        if list(start.classes) != classes:
+            raise ValueError(f"--from bundle's classes {list(start.classes)} differ from the catalog's {classes}")
+        backbone = start.backbone
+    else:
+        model, backbone = new_genre_model(resolve_backbone(cfg.cnn.backbone), classes)
+    t0 = time.perf_counter()
+    every = [s for split in ("train", "val", "test") for s in songs[split]]
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter() - t0
+        if done == total or now - last[0] >= 10.0:
+            last[0] = now
+            print(f"backbone: {done}/{total} slices, {now:.1f} s ({done / max(now, 1e-9):.1f} slices/s)", flush=True)
+
+    outputs = backbone_outputs(model, [s.slices for s in every], progress=progress)
+    head_songs: dict[str, list[HeadSong]] = {split: [] for split in songs}
+    it = iter(outputs)
+    for split in ("train", "val", "test"):
+        for s in songs[split]:
+            head_songs[split].append(HeadSong(s.song_id, s.genre_index, next(it), groups.get(s.song_id, "")))
+    phases["backbone"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n_tags = model.backbone.n_tags
+    result = train_head(model.head, n_tags, head_songs["train"], head_songs["val"],
+                        target_accuracy=args.target_accuracy)
+    model.head = result.head
+    phases["train"] = time.perf_counter() - t0
+    print(f"phase train: {phases['train']:.1f} s -> l2 {result.l2:g}, tau {result.voting.tau} margin "
+          f"{result.voting.margin} ({result.selection['scheme']})", flush=True)
+    test_report: dict[str, Any] = {"n_songs": 0}
+    if head_songs["test"]:
+        labels = [s.genre_index for s in head_songs["test"]]
+        probs = head_probabilities(model.head, head_songs["test"], n_tags)
+        prior = prior_probabilities(model.head, head_songs["test"], n_tags)
+        test_report = evaluate_songs(probs, labels, result.voting)
+        test_report["prior_song_accuracy"] = float(np.mean([p.sum(0).argmax() == y
+                                                            for p, y in zip(prior, labels, strict=True)]))
+        forced = [classes[int(p.sum(0).argmax())] for p in probs]
+        test_report["confusion"] = confusion_matrix([classes[i] for i in labels], forced, classes)
+        print(f"test: forced accuracy {test_report['song_accuracy']:.3f} (prior alone "
+              f"{test_report['prior_song_accuracy']:.3f}), coverage {test_report['coverage']:.3f}", flush=True)
+    metrics = {"test": test_report, "val": result.val_report, "selection": result.selection, "l2_grid": result.grid,
+               "n_songs": {k: len(v) for k, v in songs.items()}, "n_feature_errors": n_errors, "phases_s": phases,
+               "fine_tuned_from": start_bundle.version if start_bundle is not None else None}
+    meta = CNNBundle(classes=tuple(classes), feature_config=cfg.features, cnn_config=cfg.cnn, voting=result.voting,
+                     feature_version=feature_version(cfg.features), catalog_fingerprint=fp, metrics=metrics,
+                     n_mels=cfg.features.n_mels, n_frames=cfg.features.slice_frames, backbone=backbone)
+    saved = save_cnn_bundle(args.out, model.cpu(), meta)
+    print(f"wrote bundle {saved.url} version {saved.version}; total wall time {time.perf_counter() - t_all:.1f} s",
+          flush=True)
+    return 0
+
+
+BACKBONES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "backbones")
+
+
+def resolve_backbone(name: str) -> str:
+    """A backbone folder: a path as given, or a folder of the repo's models/backbones/."""
+    return name if os.path.isdir(name) else os.path.join(BACKBONES_DIR, name)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""`genre-job train cnn` with the musicnn genre model: a new head from the tag prior, then a catalog team's
+fine-tuning of that bundle with --from, on real rendered songs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from genre_core.artifacts import load_cnn_bundle
+from jobs import make_catalog, train
+from jobs.cli import run_job
+
+CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "musicnn.yaml")
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("catalog")
+    # 3 songs per genre of 7 s: two 3 s patches each, so the backbone pass stays short on 2 cores
+    assert run_job(make_catalog, ["--per-genre", "3", "--seconds", "7", "--seed", "11", "--workers", "2",
+                                  "--out", str(out)]) == 0
+    return out / "catalog.parquet"
+
+
+def test_new_head_then_fine_tuning_from_it(catalog: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_job(train, ["cnn", "--catalog", str(catalog), "--out", str(first), "--config", CONFIG,
+                           "--workers", "2"]) == 0
+    model, meta = load_cnn_bundle(str(first))
+    assert meta.cnn_config.arch == "musicnn" and meta.backbone["name"] == "musicnn-msd"
+    assert meta.metrics["fine_tuned_from"] is None and meta.metrics["selection"]["l2"] > 0
+    assert run_job(train, ["cnn", "--catalog", str(catalog), "--out", str(second), "--from", str(first),
+                           "--workers", "2"]) == 0
+    tuned, tuned_meta = load_cnn_bundle(str(second))
+    assert tuned_meta.metrics["fine_tuned_from"] == meta.version
+    assert tuned_meta.feature_config == meta.feature_config
+    # the backbone is frozen: bit for bit the one the first bundle was built on
+    for name, value in model.backbone.state_dict().items():
+        assert torch.equal(value, tuned.backbone.state_dict()[name]), name
+    assert json.loads((second / "bundle.json").read_text())["backbone"]["weights_sha256"] == \
+        meta.backbone["weights_sha256"]
+
+
+def test_from_refuses_a_bundle_it_cannot_fine_tune(catalog: Path, tmp_path: Path, capsys) -> None:
+    slice_cnn = str(Path(__file__).resolve().parents[2] / "models" / "default" / "cnn")
+    assert run_job(train, ["cnn", "--catalog", str(catalog), "--out", str(tmp_path / "x"), "--from",
+                           slice_cnn]) == 2
+    assert "only a musicnn bundle can be fine-tuned" in capsys.readouterr().err

@@ -1,0 +1,37 @@
+"""A musicnn genre model saved as a CNN bundle and loaded back: same outputs, backbone named with its sha256."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from genre_core.artifacts import CNNBundle, load_cnn_bundle, save_cnn_bundle
+from genre_core.config import GENRES, CNNConfig, FeatureConfig, VotingConfig
+from genre_core.features import feature_version
+from genre_core.models.genre_head import MusicnnGenreModel, new_genre_model
+
+BACKBONE = Path(__file__).resolve().parents[2] / "models" / "backbones" / "musicnn-msd"
+FEATURES = FeatureConfig(sample_rate=16000, n_fft=512, hop_length=256, n_mels=96, fmin=0.0, fmax=8000.0,
+                         slice_frames=187, slice_hop_frames=187, normalization="none", log_compression="log10_1p")
+
+
+def test_round_trip_keeps_outputs_prior_and_backbone_record(tmp_path: Path) -> None:
+    model, record = new_genre_model(str(BACKBONE), GENRES)
+    with torch.no_grad():
+        model.head.feature_weight.normal_(0.0, 0.1)  # a head that has moved from its prior
+    meta = CNNBundle(classes=GENRES, feature_config=FEATURES, cnn_config=CNNConfig(arch="musicnn"),
+                     voting=VotingConfig(), feature_version=feature_version(FEATURES), n_mels=96, n_frames=187,
+                     backbone=record)
+    save_cnn_bundle(str(tmp_path / "b"), model, meta)
+    loaded, loaded_meta = load_cnn_bundle(str(tmp_path / "b"))
+    assert isinstance(loaded, MusicnnGenreModel) and loaded.n_classes == len(GENRES)
+    x = torch.rand(2, 96, 187) * 4
+    model.eval()
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), model(x))
+    torch.testing.assert_close(loaded.head.prior, model.head.prior)
+    recorded = json.loads((BACKBONE / "backbone.json").read_text())["weights_sha256"]
+    assert loaded_meta.backbone["weights_sha256"] == recorded and loaded_meta.backbone["name"] == "musicnn-msd"
+    assert loaded_meta.backbone["licence"] == "ISC"
