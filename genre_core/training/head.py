@@ -103,6 +103,12 @@ def head_probabilities(head: TagPriorHead, songs: Sequence[HeadSong], n_tags: in
                               -1).numpy() for s in songs]
 
 
+def prior_probabilities(head: TagPriorHead, songs: Sequence[HeadSong], n_tags: int) -> list[np.ndarray]:
+    """Softmax per slice of each song under the head's prior alone (the tag map, no training)."""
+    with torch.inference_mode():
+        return [torch.softmax(head.prior_logits(torch.from_numpy(s.outputs[:, :n_tags])), -1).numpy() for s in songs]
+
+
 def _forced_accuracy(probs: Sequence[np.ndarray], songs: Sequence[HeadSong]) -> float:
     return float(np.mean([p.sum(0).argmax() == s.genre_index for p, s in zip(probs, songs, strict=True)]))
 
