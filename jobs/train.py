@@ -181,6 +181,13 @@ def _run_cnn(args: argparse.Namespace) -> int:
     if "split" not in df.columns:
         df["split"] = "train"
     df = df[df["genre"].notna()].copy()
+    if "soundfont" in df.columns:
+        from genre_core.synth.render import is_reserved_soundfont
+
+        reserved = sorted({str(v) for v in df["soundfont"].dropna() if is_reserved_soundfont(str(v))})
+        if reserved:
+            raise ValueError(f"catalog songs were rendered with {reserved}: the MuseScore General soundfonts are "
+                             "reserved for held-out evaluation and never train or tune a model")
     if args.limit:
         df = df.groupby(["split", "genre"], group_keys=False).head(args.limit)
     classes = class_list(df["genre"])

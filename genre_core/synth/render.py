@@ -18,6 +18,9 @@ SOUNDFONT_CANDIDATES = (
     "/usr/share/sounds/sf3/default-GM.sf3",
 )
 SHIFTED_SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+# The MuseScore General soundfonts are reserved for held-out evaluation outside the project: the project never
+# trains, tunes or tests on them, so it never renders with them.
+RESERVED_SOUNDFONT_PREFIX = "musescore_general"
 
 
 class SynthSetupError(RuntimeError):
@@ -34,9 +37,16 @@ def find_fluidsynth() -> str:
     return path
 
 
+def is_reserved_soundfont(path: str) -> bool:
+    """Whether ``path`` is, or links to, a MuseScore General soundfont (Debian's default-GM.sf2/.sf3 are
+    alternatives links that point at MuseScore's file when it is installed)."""
+    names = (os.path.basename(path), os.path.basename(os.path.realpath(path)))
+    return any(n.lower().startswith(RESERVED_SOUNDFONT_PREFIX) for n in names)
+
+
 def default_soundfont() -> str:
     for path in SOUNDFONT_CANDIDATES:
-        if os.path.exists(path):
+        if os.path.exists(path) and not is_reserved_soundfont(path):
             return path
     raise SynthSetupError(
         "no General MIDI soundfont found (looked for " + ", ".join(SOUNDFONT_CANDIDATES) + "). Install one with "
@@ -48,6 +58,12 @@ def check_soundfont(path: str) -> str:
     """Return ``path`` if it is a readable .sf2/.sf3 file, else raise a SynthSetupError saying why."""
     if not os.path.isfile(path):
         raise SynthSetupError(f"soundfont not found: {path}")
+    if is_reserved_soundfont(path):
+        raise SynthSetupError(
+            f"soundfont {path} ({os.path.realpath(path)}) is a MuseScore General soundfont, reserved for held-out "
+            "evaluation: "
+            "the project never trains, tunes or tests on it. Pick another General MIDI soundfont."
+        )
     if not path.lower().endswith((".sf2", ".sf3")):
         raise SynthSetupError(f"soundfont must be a .sf2 or .sf3 file: {path}")
     with open(path, "rb") as fh:

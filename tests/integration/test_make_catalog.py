@@ -107,3 +107,15 @@ def test_missing_fluidsynth_is_a_clear_error(tmp_path, monkeypatch, capsys):
 def test_unknown_genre_is_rejected(tmp_path, capsys):
     assert _run("--per-genre", "1", "--genres", "polka", "--out", str(tmp_path)) == 2
     assert "unknown genre" in capsys.readouterr().err
+
+
+def test_musescore_soundfonts_are_refused_directly_and_through_a_link(tmp_path, capsys):
+    reserved = tmp_path / "MuseScore_General.sf3"
+    reserved.write_bytes(b"RIFF\x00\x00\x00\x00sfbk")  # a valid header: refused for its name, not its content
+    link = tmp_path / "default-GM.sf3"
+    link.symlink_to(reserved)
+    for path in (reserved, link):
+        assert _run("--per-genre", "1", "--out", str(tmp_path / "out"), "--soundfont", str(path)) == 2
+        assert "reserved for held-out evaluation" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "catalog.parquet").exists()
+    assert render.is_reserved_soundfont(str(link)) and not render.is_reserved_soundfont(render.default_soundfont())

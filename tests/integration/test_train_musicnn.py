@@ -49,3 +49,15 @@ def test_from_refuses_a_bundle_it_cannot_fine_tune(catalog: Path, tmp_path: Path
     assert run_job(train, ["cnn", "--catalog", str(catalog), "--out", str(tmp_path / "x"), "--from",
                            slice_cnn]) == 2
     assert "only a musicnn bundle can be fine-tuned" in capsys.readouterr().err
+
+
+def test_training_refuses_songs_rendered_with_a_reserved_soundfont(catalog: Path, tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    df = pd.read_parquet(catalog)
+    df.loc[df.index[0], "soundfont"] = "MuseScore_General.sf3"
+    df.to_parquet(tmp_path / "catalog.parquet")
+    assert run_job(train, ["cnn", "--catalog", str(tmp_path / "catalog.parquet"), "--out", str(tmp_path / "x"),
+                           "--config", CONFIG]) == 2
+    assert "reserved for held-out evaluation" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
