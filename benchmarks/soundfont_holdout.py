@@ -34,7 +34,7 @@ from genre_core.training.head import (  # noqa: E402
     prior_probabilities,
     train_head,
 )
-from jobs.train import resolve_backbone  # noqa: E402
+from jobs.models import backbone_dir  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "musicnn.yaml")
 
@@ -47,7 +47,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = load_config(CONFIG)
-    model, _ = new_genre_model(resolve_backbone(cfg.cnn.backbone), GENRES)
+    model, _ = new_genre_model(backbone_dir(cfg.cnn.backbone), GENRES)
     n_tags = model.backbone.n_tags
     frames = [pd.read_parquet(os.path.join(c, "catalog.parquet")).assign(group=os.path.basename(c.rstrip("/")))
               for c in args.catalogs]

@@ -29,8 +29,8 @@ from genre_core.config import CNNConfig, FeatureConfig, VotingConfig, from_dict,
 from genre_core.models.cnn import SliceCNN
 
 WEIGHTS_FILE = "weights.safetensors"
-CNN_ARCHS = ("slice_cnn", "musicnn")
 META_FILE = "bundle.json"
+CNN_ARCHS = ("slice_cnn", "musicnn")
 BUNDLE_FORMAT = 1
 
 

@@ -12,6 +12,7 @@ from genre_core.config import FeatureConfig
 from genre_core.features import feature_version
 
 DEFAULT_MODELS = str(Path(__file__).resolve().parents[1] / "models" / "default")
+BACKBONES = Path(__file__).resolve().parents[1] / "models" / "backbones"
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ def bundle_urls(models: str | None) -> tuple[str, str]:
     if _exists(storage.join(root, "bundle.json")) and not _exists(storage.join(cnn_url, "bundle.json")):
         return root, root
     return root, cnn_url
+
+
+def backbone_dir(name: str) -> str:
+    """A pretrained backbone's folder: ``name`` itself when it is a folder, else the repo's models/backbones/NAME."""
+    return name if os.path.isdir(name) else str(BACKBONES / name)
 
 
 def _exists(url: str) -> bool:

@@ -279,6 +279,7 @@ def _train_musicnn_head(args: argparse.Namespace, cfg: Config, classes: list[str
         prior_probabilities,
         train_head,
     )
+    from jobs.models import backbone_dir
 
     if start_bundle is not None:
         model, start = load_cnn_bundle(args.from_bundle)
@@ -286,7 +287,7 @@ def _train_musicnn_head(args: argparse.Namespace, cfg: Config, classes: list[str
             raise ValueError(f"--from bundle's classes {list(start.classes)} differ from the catalog's {classes}")
         backbone = start.backbone
     else:
-        model, backbone = new_genre_model(resolve_backbone(cfg.cnn.backbone), classes)
+        model, backbone = new_genre_model(backbone_dir(cfg.cnn.backbone), classes)
     t0 = time.perf_counter()
     every = [s for split in ("train", "val", "test") for s in songs[split]]
     last = [0.0]
@@ -318,8 +319,7 @@ def _train_musicnn_head(args: argparse.Namespace, cfg: Config, classes: list[str
         probs = head_probabilities(model.head, head_songs["test"], n_tags)
         prior = prior_probabilities(model.head, head_songs["test"], n_tags)
         test_report = evaluate_songs(probs, labels, result.voting)
-        test_report["prior_song_accuracy"] = float(np.mean([p.sum(0).argmax() == y
-                                                            for p, y in zip(prior, labels, strict=True)]))
+        test_report["prior_song_accuracy"] = evaluate_songs(prior, labels, result.voting)["song_accuracy"]
         forced = [classes[int(p.sum(0).argmax())] for p in probs]
         test_report["confusion"] = confusion_matrix([classes[i] for i in labels], forced, classes)
         print(f"test: forced accuracy {test_report['song_accuracy']:.3f} (prior alone "
@@ -334,14 +334,6 @@ def _train_musicnn_head(args: argparse.Namespace, cfg: Config, classes: list[str
     print(f"wrote bundle {saved.url} version {saved.version}; total wall time {time.perf_counter() - t_all:.1f} s",
           flush=True)
     return 0
-
-
-BACKBONES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "backbones")
-
-
-def resolve_backbone(name: str) -> str:
-    """A backbone folder: a path as given, or a folder of the repo's models/backbones/."""
-    return name if os.path.isdir(name) else os.path.join(BACKBONES_DIR, name)
 
 
 if __name__ == "__main__":

@@ -73,10 +73,10 @@ def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], bat
 
 
 def fit_head(head: TagPriorHead, songs: Sequence[HeadSong], l2: float, n_tags: int,
-             anchor: dict[str, torch.Tensor] | None = None, steps: int = LBFGS_STEPS) -> TagPriorHead:
-    """A copy of ``head`` fitted on ``songs``' slices, pulled toward ``anchor`` (default: ``head``'s own weights)."""
+             steps: int = LBFGS_STEPS) -> TagPriorHead:
+    """A copy of ``head`` fitted on ``songs``' slices, pulled toward ``head``'s own weights."""
     fitted = copy.deepcopy(head).float()
-    anchor = {k: v.detach().clone() for k, v in (anchor or head.state_dict()).items()}
+    anchor = {k: v.detach().clone() for k, v in head.state_dict().items()}
     x = torch.from_numpy(np.concatenate([np.asarray(s.outputs, np.float32) for s in songs]))
     y = torch.from_numpy(np.concatenate([np.full(len(s.outputs), s.genre_index, np.int64) for s in songs]))
     tags, feats = x[:, :n_tags], x[:, n_tags:]
