@@ -37,6 +37,7 @@ CATALOG_SCHEMA = pa.schema([
     ("duration_s", pa.float32()), ("sample_rate", pa.int32()), ("tempo", pa.float32()), ("key", pa.string()),
     ("scale", pa.string()), ("swing", pa.float32()), ("progression", pa.string()), ("instruments", pa.string()),
     ("bass_style", pa.string()), ("comp_style", pa.string()), ("drums", pa.string()), ("form", pa.string()),
+    ("arrangement", pa.string()),
     ("soundfont", pa.string()), ("effects", pa.string()), ("seed", pa.int64()), ("preset", pa.string()),
 ])
 

@@ -121,6 +121,8 @@ def render_song(spec: SongSpec) -> tuple[bytes, dict[str, Any]]:
         "comp_style": plan.comp_style,
         "drums": plan.drums,
         "form": " ".join(f"{name}:{bars}" for name, bars in plan.sections),
+        "arrangement": " ".join(f"{name}:{'+'.join(roles) or '-'}"
+                                for (name, _), roles in zip(plan.sections, plan.arrangement, strict=True)),
         "soundfont": os.path.basename(spec.soundfont),
         "effects": json.dumps(effects, sort_keys=True),
         "seed": spec.seed,
