@@ -5,20 +5,32 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo_out
 SF2    := /usr/share/sounds/sf2
+SF3    := /usr/share/sounds/sf3
 
 CORPUS ?= data
+# soundfonts of the rendered catalogs: short names of genre_core/synth/render.py SOUNDFONTS or .sf2/.sf3 paths
+SOUNDFONTS ?= all
 
 .PHONY: setup system-deps demo models test lint bench clean
 
 setup: system-deps $(STAMP)
 
-# FluidSynth and General MIDI soundfonts from Debian, only when missing:
-# TimGM6mb (6 MB) renders the default corpus, FluidR3 (148 MB) the shifted split.
+# FluidSynth and the General MIDI soundfonts of genre_core/synth/render.py SOUNDFONTS (each catalog song draws
+# one of them), from Debian, only the missing ones. Never the MuseScore General soundfonts: they are reserved
+# for held-out evaluation outside this project (make-catalog and training refuse them).
+SOUNDFONT_FILES := $(SF2)/TimGM6mb.sf2:timgm6mb-soundfont $(SF2)/FluidR3_GM.sf2:fluid-soundfont-gm \
+	$(SF3)/FluidR3Mono_GM.sf3:fluidr3mono-gm-soundfont $(SF2)/sf_GMbank.sf2:csound-soundfont \
+	$(SF2)/OPL-3_FM_128M.sf2:opl3-soundfont
+
 system-deps:
-	@if ! command -v fluidsynth >/dev/null || [ ! -f $(SF2)/TimGM6mb.sf2 ] || [ ! -f $(SF2)/FluidR3_GM.sf2 ]; then \
-		echo "installing fluidsynth and soundfonts (apt)"; \
+	@missing=""; command -v fluidsynth >/dev/null || missing="fluidsynth"; \
+	for entry in $(SOUNDFONT_FILES); do \
+		[ -f "$${entry%%:*}" ] || missing="$$missing $${entry##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-			fluidsynth timgm6mb-soundfont fluid-soundfont-gm >/dev/null; \
+			$$missing >/dev/null; \
 	fi
 	@# headless Chromium opens the evaluation report in tests/integration/test_report.py
 	@if ! command -v chromium >/dev/null; then \
@@ -39,8 +51,8 @@ $(STAMP): pyproject.toml requirements.lock
 # "shifted" recordings that the CNN often finds ambiguous), labelled with the shipped models/default bundles,
 # then evaluated against the true genres; the last line printed is the path of the HTML report.
 demo: setup
-	$(BIN)/python -m jobs.make_catalog --per-genre 8 --seed 1 --out $(DEMO)/catalog --preview $(DEMO)/catalog/preview.png
-	$(BIN)/python -m jobs.make_catalog --per-genre 2 --seed 1 --preset shifted --out $(DEMO)/catalog-shifted
+	$(BIN)/python -m jobs.make_catalog --per-genre 8 --seed 1 --soundfonts $(SOUNDFONTS) --out $(DEMO)/catalog --preview $(DEMO)/catalog/preview.png
+	$(BIN)/python -m jobs.make_catalog --per-genre 2 --seed 1 --soundfonts $(SOUNDFONTS) --preset shifted --out $(DEMO)/catalog-shifted
 	$(BIN)/python -c "import pandas as pd; pd.concat([pd.read_parquet('$(DEMO)/catalog/catalog.parquet'), \
 		pd.read_parquet('$(DEMO)/catalog-shifted/catalog.parquet')]).to_parquet('$(DEMO)/catalog.parquet')"
 	$(BIN)/python -m jobs.label --catalog $(DEMO)/catalog.parquet --output $(DEMO)/labels --config configs/label-local.yaml
@@ -52,8 +64,8 @@ demo: setup
 # Rebuild the shipped default bundle from scratch: demo corpus (100 songs/genre) + shifted split, then the CNN.
 # (No GAN bundle is shipped until the GAN stage beats the forced vote on unclassified songs: see README.)
 models: setup
-	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --out $(CORPUS)/corpus
-	$(BIN)/python -m jobs.make_catalog --per-genre 20 --seed 0 --preset shifted --out $(CORPUS)/shifted
+	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --soundfonts $(SOUNDFONTS) --out $(CORPUS)/corpus
+	$(BIN)/python -m jobs.make_catalog --per-genre 20 --seed 0 --soundfonts $(SOUNDFONTS) --preset shifted --out $(CORPUS)/shifted
 	$(BIN)/python -m jobs.train cnn --catalog $(CORPUS)/corpus/catalog.parquet --out models/default/cnn \
 		--config configs/default.yaml
 
@@ -83,10 +95,10 @@ bench: setup $(CORPUS)/corpus/catalog.parquet $(CORPUS)/shifted/catalog.parquet
 	$(BIN)/python benchmarks/profile_job.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 1000
 
 $(CORPUS)/corpus/catalog.parquet:
-	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --out $(CORPUS)/corpus
+	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --soundfonts $(SOUNDFONTS) --out $(CORPUS)/corpus
 
 $(CORPUS)/shifted/catalog.parquet:
-	$(BIN)/python -m jobs.make_catalog --per-genre 20 --seed 0 --preset shifted --out $(CORPUS)/shifted
+	$(BIN)/python -m jobs.make_catalog --per-genre 20 --seed 0 --soundfonts $(SOUNDFONTS) --preset shifted --out $(CORPUS)/shifted
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

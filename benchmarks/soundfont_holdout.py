@@ -1,6 +1,6 @@
 """Leave-one-soundfont-out evaluation of the musicnn genre model: the tag prior alone vs. the trained head.
 
-Each catalog given is one soundfont's songs (``genre-job make-catalog --soundfont ...``; never a MuseScore
+Each catalog given is one soundfont's songs (``genre-job make-catalog --soundfonts NAME``; never a MuseScore
 General soundfont: those are reserved for evaluation outside the project). For each soundfont in turn, its songs
 are the test songs; the head is trained on the other soundfonts' songs (the first ``--train-per-genre`` of each
 genre train, the rest validate), with l2 and the voting thresholds chosen leave-one-soundfont-out on those

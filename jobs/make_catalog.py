@@ -1,11 +1,16 @@
 """Render a demo catalog of synthesized songs with known genres (MIDI composition + FluidSynth).
 
+Each song is rendered with one of --soundfonts (default: every installed soundfont of
+genre_core.synth.render.SOUNDFONTS), drawn so that every (genre, soundfont) cell of each split gets songs.
+The reserved MuseScore General soundfonts are refused.
+
 Writes <out>/audio/<genre>/<track_id>.flac and <out>/catalog.parquet with track_id, audio_uri (absolute),
 genre, split (train/val/test, or "shifted") and each song's generation parameters.
 
 Examples:
   genre-job make-catalog --per-genre 100 --out data/demo
   genre-job make-catalog --per-genre 20 --preset shifted --out data/shifted
+  genre-job make-catalog --per-genre 10 --soundfonts timgm6mb,fluidr3 --out data/two-fonts
   genre-job make-catalog --per-genre 3 --out s3://bucket/catalog --preview grid.png
 """
 
@@ -25,19 +30,14 @@ from genre_core import storage
 from genre_core.config import GENRES
 from genre_core.synth.catalog import SongSpec, plan_catalog, render_song
 from genre_core.synth.effects import PRESETS
-from genre_core.synth.render import (
-    SHIFTED_SOUNDFONT,
-    SynthSetupError,
-    check_soundfont,
-    default_soundfont,
-    find_fluidsynth,
-)
+from genre_core.synth.render import SOUNDFONTS, SynthSetupError, find_fluidsynth, resolve_soundfonts
 
 CATALOG_SCHEMA = pa.schema([
     ("track_id", pa.string()), ("audio_uri", pa.string()), ("genre", pa.string()), ("split", pa.string()),
     ("duration_s", pa.float32()), ("sample_rate", pa.int32()), ("tempo", pa.float32()), ("key", pa.string()),
     ("scale", pa.string()), ("swing", pa.float32()), ("progression", pa.string()), ("instruments", pa.string()),
     ("bass_style", pa.string()), ("comp_style", pa.string()), ("drums", pa.string()), ("form", pa.string()),
+    ("arrangement", pa.string()),
     ("soundfont", pa.string()), ("effects", pa.string()), ("seed", pa.int64()), ("preset", pa.string()),
 ])
 
@@ -46,10 +46,11 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder: local path or s3:// URL")
     parser.add_argument("--per-genre", type=int, default=100, help="songs per genre (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="catalog seed; same seed, same audio (default 0)")
-    parser.add_argument("--soundfont", default=None,
-                        help="a .sf2/.sf3 General MIDI soundfont (default: TimGM6mb, or FluidR3 for --preset shifted)")
+    parser.add_argument("--soundfonts", default="all",
+                        help="comma list of soundfonts, each a short name (" + ", ".join(SOUNDFONTS) + ") or a "
+                             ".sf2/.sf3 path; 'all' = every installed one of the short names (default)")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS),
-                        help="recording effects: default (mixed), shifted (another soundfont, harsh effects), none")
+                        help="recording effects: default (mixed), shifted (harsh recording chain, own split), none")
     parser.add_argument("--genres", default=",".join(GENRES), help="comma-separated subset of the 10 genres")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each song (default 30)")
     parser.add_argument("--format", dest="audio_format", default="flac", choices=["flac", "wav"])
@@ -79,21 +80,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         find_fluidsynth()
-        if args.soundfont:
-            soundfont = args.soundfont
-        elif args.preset == "shifted" and os.path.exists(SHIFTED_SOUNDFONT):
-            soundfont = SHIFTED_SOUNDFONT
-        else:
-            soundfont = default_soundfont()
-        soundfont = os.path.abspath(check_soundfont(soundfont))
+        soundfonts = resolve_soundfonts(args.soundfonts)
     except SynthSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
     out = storage.absolute(args.out)
-    specs = plan_catalog(genres, args.per_genre, args.seed, args.preset, soundfont, args.seconds, args.audio_format)
-    print(f"rendering {len(specs)} songs ({len(genres)} genres x {args.per_genre}) with "
-          f"{os.path.basename(soundfont)}, preset {args.preset}, {args.workers} workers -> {out}", flush=True)
+    specs = plan_catalog(genres, args.per_genre, args.seed, args.preset, soundfonts, args.seconds, args.audio_format)
+    print(f"rendering {len(specs)} songs ({len(genres)} genres x {args.per_genre}) with {len(soundfonts)} "
+          f"soundfont(s) ({', '.join(os.path.basename(p) for p in soundfonts)}), preset {args.preset}, "
+          f"{args.workers} workers -> {out}", flush=True)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         results = pool.map(_render_and_store, [(s, out) for s in specs], chunksize=2)

@@ -140,8 +140,27 @@ def class_list(genres: pd.Series) -> list[str]:
     return sorted(present)
 
 
+def refuse_reserved_soundfonts(df: pd.DataFrame, catalog: str) -> None:
+    """Raise ValueError if the catalog's ``soundfont`` column names a reserved MuseScore General soundfont
+    (held out for evaluation outside this project: never trained or tuned on)."""
+    from genre_core.synth.render import RESERVED_MESSAGE, is_reserved_soundfont
+
+    if "soundfont" not in df.columns:
+        return
+    names = sorted({str(v) for v in df["soundfont"].dropna().unique() if is_reserved_soundfont(str(v))})
+    if names:
+        n = int(df["soundfont"].astype(str).isin(names).sum())
+        raise ValueError(f"catalog {catalog}: {n} song(s) rendered with {', '.join(names)}, which {RESERVED_MESSAGE}; "
+                         "training refuses this catalog")
+
+
 def run(args: argparse.Namespace) -> int:
     if args.kind == "gan":
+        try:
+            refuse_reserved_soundfonts(read_catalog(args.catalog), args.catalog)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return train_gan.run(args)
     try:
         return _run_cnn(args)
@@ -178,16 +197,10 @@ def _run_cnn(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     df = read_catalog(args.catalog)  # validated: readable, track_id unique and never null
     check_catalog_columns(list(df.columns), extra=("genre",))
+    refuse_reserved_soundfonts(df, args.catalog)
     if "split" not in df.columns:
         df["split"] = "train"
     df = df[df["genre"].notna()].copy()
-    if "soundfont" in df.columns:
-        from genre_core.synth.render import is_reserved_soundfont
-
-        reserved = sorted({str(v) for v in df["soundfont"].dropna() if is_reserved_soundfont(str(v))})
-        if reserved:
-            raise ValueError(f"catalog songs were rendered with {reserved}: the MuseScore General soundfonts are "
-                             "reserved for held-out evaluation and never train or tune a model")
     if args.limit:
         df = df.groupby(["split", "genre"], group_keys=False).head(args.limit)
     classes = class_list(df["genre"])

@@ -9,12 +9,15 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
+from genre_core.config import GENRES
 from genre_core.synth.compose import compose, plan_song, to_midi
 from genre_core.synth.effects import apply_effects, draw_effects
 from genre_core.synth.render import render_midi
@@ -32,7 +35,7 @@ class SongSpec:
     seed: int           # the song's own seed, derived from the catalog seed
     split: str
     preset: str         # effects preset: none | default | shifted
-    soundfont: str
+    soundfont: str      # path of the .sf2/.sf3 that renders it
     seconds: float = 30.0
     sample_rate: int = 22050
     audio_format: str = "flac"
@@ -44,18 +47,46 @@ def song_seed(catalog_seed: int, genre: str, index: int, preset: str) -> int:
     return int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint32)[0])
 
 
-def plan_catalog(genres: list[str], per_genre: int, seed: int, preset: str, soundfont: str,
+def soundfont_slots(genre: str, splits: Sequence[str], n_soundfonts: int) -> list[int]:
+    """Which of ``n_soundfonts`` soundfonts renders each song of ``genre`` (song i is in split ``splits[i]``).
+
+    Song by song, the soundfont with the fewest songs of this genre in the song's split, then the fewest of
+    this genre overall, then the next in the cycle (i + genre offset) mod n, the offset being the genre's
+    place in GENRES. So each split of a genre is balanced over the soundfonts (counts differ by at most 1),
+    the genre as a whole nearly so, every (genre, soundfont) cell gets songs as soon as a split has
+    ``n_soundfonts`` of them, and even one song per genre spreads over the soundfonts. Song i's soundfont
+    depends only on the songs before it, not on how many songs or genres the catalog has.
+    """
+    offset = GENRES.index(genre) if genre in GENRES else 0
+    in_split: Counter[tuple[str, int]] = Counter()
+    overall: Counter[int] = Counter()
+    slots = []
+    for i, split in enumerate(splits):
+        slot = min(range(n_soundfonts), key=lambda k: (in_split[split, k], overall[k], (k - i - offset) % n_soundfonts))
+        in_split[split, slot] += 1
+        overall[slot] += 1
+        slots.append(slot)
+    return slots
+
+
+def plan_catalog(genres: list[str], per_genre: int, seed: int, preset: str, soundfonts: Sequence[str] | str,
                  seconds: float = 30.0, audio_format: str = "flac") -> list[SongSpec]:
-    """Specs for ``per_genre`` songs of each genre; the shifted preset gets its own split and ids."""
+    """Specs for ``per_genre`` songs of each genre; the shifted preset gets its own split and ids.
+
+    Each song gets one of ``soundfonts`` (paths) by ``soundfont_slots``: balanced per genre and split.
+    """
+    fonts = [soundfonts] if isinstance(soundfonts, str) else list(soundfonts)
+    if not fonts:
+        raise ValueError("plan_catalog needs at least one soundfont")
     specs = []
     prefix = "" if preset == "default" else f"{preset}-"
     for genre in genres:
-        for index in range(per_genre):
-            split = "shifted" if preset == "shifted" else SPLIT_CYCLE[index % len(SPLIT_CYCLE)]
+        splits = ["shifted" if preset == "shifted" else SPLIT_CYCLE[i % len(SPLIT_CYCLE)] for i in range(per_genre)]
+        for index, (split, slot) in enumerate(zip(splits, soundfont_slots(genre, splits, len(fonts)), strict=True)):
             specs.append(SongSpec(
                 track_id=f"{prefix}{genre}-{index:05d}", genre=genre, index=index,
                 seed=song_seed(seed, genre, index, preset), split=split, preset=preset,
-                soundfont=soundfont, seconds=seconds, audio_format=audio_format,
+                soundfont=fonts[slot], seconds=seconds, audio_format=audio_format,
             ))
     return specs
 
@@ -90,6 +121,8 @@ def render_song(spec: SongSpec) -> tuple[bytes, dict[str, Any]]:
         "comp_style": plan.comp_style,
         "drums": plan.drums,
         "form": " ".join(f"{name}:{bars}" for name, bars in plan.sections),
+        "arrangement": " ".join(f"{name}:{'+'.join(roles) or '-'}"
+                                for (name, _), roles in zip(plan.sections, plan.arrangement, strict=True)),
         "soundfont": os.path.basename(spec.soundfont),
         "effects": json.dumps(effects, sort_keys=True),
         "seed": spec.seed,

@@ -14,12 +14,13 @@ import mido
 import numpy as np
 
 from genre_core.synth import grooves as groove_library
-from genre_core.synth.styles import CRASH, STYLES, GenreStyle
+from genre_core.synth.styles import CRASH, KICK, STYLES, SWAP_GROUP_OF, SWAP_PROBABILITY, GenreStyle
 from genre_core.synth.theory import SCALES, chord_pitches, chord_root, scale_pitches, voice_near
 
 DRUM_CHANNEL = 9
 TICKS_PER_BEAT = 480
 SECTION_ENERGY = {"intro": 0.45, "verse": 0.75, "chorus": 1.0, "bridge": 0.6}
+ROLE_CHANNELS = {"drums": DRUM_CHANNEL, "bass": 0, "comp": 1, "lead": 2, "pad": 3}
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class SongPlan:
     lead_density: float
     velocity: int
     timing_jitter_s: float
+    # Roles that play in each section (parallel to ``sections``); empty = every role everywhere.
+    arrangement: tuple[tuple[str, ...], ...] = ()
     groove: groove_library.Groove | None = field(default=None, compare=False, repr=False)
 
 
@@ -81,6 +84,10 @@ def plan_song(genre: str, seed: int, seconds: float = 34.0) -> SongPlan:
             drums = f"pattern:{int(rng.integers(len(style.drum_patterns)))}"
     bars_needed = int(np.ceil(seconds * tempo / 60.0 / 4.0))
     sections = _plan_form(rng, bars_needed)
+    # Draws added later use streams of their own, so the choices above stay those of earlier versions.
+    programs = _swap_programs(programs, np.random.default_rng([seed, 7]))
+    roles = (["drums"] if drums != "none" else []) + list(programs)
+    arrangement = _plan_arrangement(np.random.default_rng([seed, 8]), sections, roles)
     return SongPlan(
         genre=genre, seed=seed, tempo=round(tempo, 2), swing=round(swing, 3),
         key_root=int(rng.integers(12)), scale=str(_choose(rng, style.scales)),
@@ -88,8 +95,51 @@ def plan_song(genre: str, seed: int, seconds: float = 34.0) -> SongPlan:
         programs=programs, bass_style=str(_choose(rng, style.bass_styles)),
         comp_style=str(_choose(rng, style.comp_styles)), drums=drums, sections=sections,
         lead_density=float(rng.uniform(*style.lead_density)), velocity=int(rng.integers(*style.velocity)),
-        timing_jitter_s=float(rng.uniform(0.003, 0.015)), groove=groove,
+        timing_jitter_s=float(rng.uniform(0.003, 0.015)), arrangement=arrangement, groove=groove,
     )
+
+
+def _swap_programs(programs: dict[str, int], rng: np.random.Generator) -> dict[str, int]:
+    """Replace each program, with probability SWAP_PROBABILITY, by another one of its SWAP_GROUPS group."""
+    out = {}
+    for role, program in programs.items():
+        group = SWAP_GROUP_OF.get(program, (program,))
+        swap = rng.random() < SWAP_PROBABILITY
+        others = [p for p in group if p != program]
+        out[role] = int(others[int(rng.integers(len(others)))]) if swap and others else program
+    return out
+
+
+# Which roles an intro or a bridge keeps (the first variant whose roles the song has, after a seeded shuffle).
+INTRO_VARIANTS = (("comp",), ("comp", "pad"), ("drums", "bass"), ("drums",), ("bass", "comp"),
+                  ("drums", "bass", "comp"), ("pad", "lead"))
+BRIDGE_VARIANTS = (("bass", "comp", "pad"), ("drums", "bass"), ("drums", "bass", "comp", "pad"),
+                   ("comp", "pad", "lead"), ("drums", "bass", "comp", "lead"))
+
+
+def _plan_arrangement(rng: np.random.Generator, sections, roles: list[str]) -> tuple[tuple[str, ...], ...]:
+    """Roles playing in each section: choruses play everything; verses may leave out the pad, the lead or
+    (when there is a chorus and a lead) the comping; intros and bridges take one of a few sparser variants."""
+    present = set(roles)
+    has_chorus = any(name == "chorus" for name, _ in sections)
+    drop_in_verse = {role for role, p in (("pad", 0.5), ("lead", 0.4)) if rng.random() < p}
+    if has_chorus and "lead" in present and "lead" not in drop_in_verse and rng.random() < 0.2:
+        drop_in_verse.add("comp")
+    intro = _first_variant(rng, INTRO_VARIANTS, present)
+    bridge = _first_variant(rng, BRIDGE_VARIANTS, present)
+    out = []
+    for name, _ in sections:
+        keep = {"intro": intro, "bridge": bridge, "verse": present - drop_in_verse}.get(name, present)
+        out.append(tuple(r for r in roles if r in keep))
+    return tuple(out)
+
+
+def _first_variant(rng: np.random.Generator, variants, present: set[str]) -> set[str]:
+    for k in rng.permutation(len(variants)):
+        roles = set(variants[int(k)]) & present
+        if roles == set(variants[int(k)]):
+            return roles
+    return set(present)
 
 
 def _plan_form(rng: np.random.Generator, bars: int) -> tuple[tuple[str, int], ...]:
@@ -121,6 +171,8 @@ def _drum_part(plan: SongPlan, style: GenreStyle, bars: list[float], rng) -> lis
         return []
     if plan.groove is not None:  # a real performance, tiled over the song
         events = groove_library.groove_events(plan.groove, len(bars))
+        if plan.genre == "metal":  # no metal in the dataset: a double kick in 8ths under the punk/rock groove
+            events = sorted(events + [(0.5 * i, KICK, 100 if i % 2 == 0 else 88) for i in range(8 * len(bars))])
     else:
         pattern = style.drum_patterns[int(plan.drums.split(":")[1])]
         one_bar = [(i / 4.0, note, {"X": 118, "x": 95, "o": 50}[c])
@@ -310,7 +362,17 @@ def compose(plan: SongPlan) -> list[Note]:
         notes += _lead_part(plan, chords, bars, rng)
     if "pad" in plan.programs:
         notes += _pad_part(plan, chords, bars)
-    return notes
+    return _arrange(plan, notes, len(bars))
+
+
+def _arrange(plan: SongPlan, notes: list[Note], n_bars: int) -> list[Note]:
+    """Keep each note only if its role plays in the section of the bar it starts in."""
+    if not plan.arrangement:
+        return notes
+    playing: list[set[int]] = []
+    for (_, n), roles in zip(plan.sections, plan.arrangement, strict=True):
+        playing += [{ROLE_CHANNELS[r] for r in roles}] * n
+    return [note for note in notes if note.channel in playing[min(int(note.start // 4), n_bars - 1)]]
 
 
 def swing_beat(beat: float, ratio: float, unit: float) -> float:

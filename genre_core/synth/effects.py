@@ -13,7 +13,7 @@ PRESETS: dict[str, dict[str, float]] = {
     "none": {},
     # The default corpus: mixed but mostly clean recordings.
     "default": {"reverb": 0.4, "eq": 0.5, "old": 0.08, "noise": 0.25, "compress": 0.3},
-    # The shifted split (with another soundfont): rooms, EQ and noise on most songs, now and then an old transfer.
+    # The shifted split (same soundfonts, harsher chain): rooms, EQ, noise on most songs, at times an old transfer.
     "shifted": {"reverb": 0.6, "eq": 0.7, "old": 0.2, "noise": 0.5, "compress": 0.4},
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import numpy as np
@@ -49,7 +50,10 @@ def test_catalog_schema_and_parameters(one_per_genre):
     df = table.to_pandas()
     assert df["track_id"].is_unique
     assert set(df["split"]) <= {"train", "val", "test"}
-    assert (df["soundfont"] == "TimGM6mb.sf2").all()
+    installed = [os.path.basename(os.path.realpath(p)) for p in render.installed_soundfonts().values()]
+    # 10 songs, one per genre, spread over every installed soundfont (2 songs each with all 5)
+    assert sorted(set(df["soundfont"])) == sorted(installed)
+    assert df["soundfont"].value_counts().max() - df["soundfont"].value_counts().min() <= 1
     assert df["tempo"].between(50, 230).all()
     assert df[["key", "scale", "instruments", "effects", "drums"]].notna().all().all()
 
@@ -68,11 +72,25 @@ def test_same_seed_same_rows_and_audio(tmp_path):
     assert not np.allclose(da["tempo"], dc["tempo"])
 
 
-def test_shifted_preset_uses_another_soundfont_and_split(tmp_path):
-    assert _run("--per-genre", "1", "--genres", "rock", "--preset", "shifted", "--out", str(tmp_path)) == 0
-    row = pd.read_parquet(tmp_path / "catalog.parquet").iloc[0]
-    assert row["split"] == "shifted" and row["soundfont"] == "FluidR3_GM.sf2"
-    assert row["track_id"] == "shifted-rock-00000"
+def test_shifted_preset_gets_its_own_split_and_the_soundfonts_asked_for(tmp_path):
+    assert _run("--per-genre", "2", "--genres", "rock", "--preset", "shifted", "--soundfonts", "timgm6mb,fluidr3",
+                "--seconds", "5", "--out", str(tmp_path)) == 0
+    df = pd.read_parquet(tmp_path / "catalog.parquet")
+    assert (df["split"] == "shifted").all() and list(df["track_id"]) == ["shifted-rock-00000", "shifted-rock-00001"]
+    assert sorted(df["soundfont"]) == ["FluidR3_GM.sf2", "TimGM6mb.sf2"]
+    assert (df["preset"] == "shifted").all() and all(isinstance(json.loads(e), dict) for e in df["effects"])
+
+
+def test_reserved_soundfont_is_refused_directly_and_through_a_symlink(tmp_path, capsys):
+    fake = tmp_path / "MuseScore_General.sf3"
+    fake.write_bytes(b"RIFF" + (4).to_bytes(4, "little") + b"sfbk")  # a valid header; not the real file
+    link = tmp_path / "default-GM.sf3"
+    os.symlink(fake, link)
+    for path in (fake, link):
+        out = tmp_path / f"out-{path.name}"
+        assert _run("--per-genre", "1", "--soundfonts", f"timgm6mb,{path}", "--out", str(out)) == 2
+        assert "reserved for held-out evaluation" in capsys.readouterr().err
+        assert not (out / "catalog.parquet").exists()
 
 
 def test_output_to_s3(s3_bucket):
@@ -87,11 +105,11 @@ def test_output_to_s3(s3_bucket):
 
 
 def test_missing_soundfont_is_a_clear_error(tmp_path, capsys):
-    assert _run("--per-genre", "1", "--out", str(tmp_path), "--soundfont", str(tmp_path / "nope.sf2")) == 2
+    assert _run("--per-genre", "1", "--out", str(tmp_path), "--soundfonts", str(tmp_path / "nope.sf2")) == 2
     assert "soundfont not found" in capsys.readouterr().err
     bogus = tmp_path / "bogus.sf2"
     bogus.write_bytes(b"not a soundfont at all")
-    assert _run("--per-genre", "1", "--out", str(tmp_path), "--soundfont", str(bogus)) == 2
+    assert _run("--per-genre", "1", "--out", str(tmp_path), "--soundfonts", str(bogus)) == 2
     assert "not a SoundFont file" in capsys.readouterr().err
     assert not (tmp_path / "catalog.parquet").exists()
 
@@ -107,15 +125,3 @@ def test_missing_fluidsynth_is_a_clear_error(tmp_path, monkeypatch, capsys):
 def test_unknown_genre_is_rejected(tmp_path, capsys):
     assert _run("--per-genre", "1", "--genres", "polka", "--out", str(tmp_path)) == 2
     assert "unknown genre" in capsys.readouterr().err
-
-
-def test_musescore_soundfonts_are_refused_directly_and_through_a_link(tmp_path, capsys):
-    reserved = tmp_path / "MuseScore_General.sf3"
-    reserved.write_bytes(b"RIFF\x00\x00\x00\x00sfbk")  # a valid header: refused for its name, not its content
-    link = tmp_path / "default-GM.sf3"
-    link.symlink_to(reserved)
-    for path in (reserved, link):
-        assert _run("--per-genre", "1", "--out", str(tmp_path / "out"), "--soundfont", str(path)) == 2
-        assert "reserved for held-out evaluation" in capsys.readouterr().err
-    assert not (tmp_path / "out" / "catalog.parquet").exists()
-    assert render.is_reserved_soundfont(str(link)) and not render.is_reserved_soundfont(render.default_soundfont())

@@ -85,3 +85,71 @@ def test_midi_has_tempo_programs_and_all_notes():
     ticks = np.cumsum([m.time for m in msgs])
     on_ticks = ticks[[m.type == "note_on" for m in msgs]]
     assert np.mean(on_ticks % (C.TICKS_PER_BEAT // 4) != 0) > 0.5
+
+
+# ---------------------------------------------------------------- variety across songs
+
+N_SEEDS = 80
+
+
+def _plans(genre):
+    return [C.plan_song(genre, seed) for seed in range(N_SEEDS)]
+
+
+@pytest.mark.parametrize("genre", GENRES)
+def test_a_genre_uses_many_progressions_programs_and_arrangements(genre):
+    from genre_core.synth.styles import SWAP_GROUP_OF
+
+    plans = _plans(genre)
+    style = STYLES[genre]
+    assert len(style.progressions) >= 8
+    assert len({p.progression for p in plans}) >= 6
+    comp = {p.programs["comp"] for p in plans}
+    bass = {p.programs["bass"] for p in plans}
+    # swaps stay in the family: every program is a style program or one of its SWAP_GROUPS relatives
+    allowed = {q for p, _ in style.comp_programs for q in SWAP_GROUP_OF.get(p, (p,))}
+    assert comp <= allowed
+    assert len(comp) >= min(6, len(allowed)) and len(bass) >= 3, (comp, bass)
+    # some songs play a program that the style's lists do not name (a swap)
+    named = {p for ws in (style.bass_programs, style.comp_programs, style.lead_programs, style.pad_programs)
+             for p, _ in ws}
+    assert {q for p in plans for q in p.programs.values()} - named
+    arrangements = {tuple(zip([n for n, _ in p.sections], p.arrangement, strict=True)) for p in plans}
+    assert len(arrangements) >= 10
+    assert any(len(set(p.arrangement)) > 1 for p in plans)  # sections that differ in who plays
+
+
+@pytest.mark.parametrize("genre", GENRES)
+def test_arrangement_is_respected_and_choruses_play_everything(genre):
+    for plan in _plans(genre)[:15]:
+        notes = C.compose(plan)
+        bar_roles = [set(roles) for (_, n), roles in zip(plan.sections, plan.arrangement, strict=True)
+                     for _ in range(n)]
+        for note in notes:
+            role = next(r for r, ch in C.ROLE_CHANNELS.items() if ch == note.channel)
+            assert role in bar_roles[min(int(note.start // 4), len(bar_roles) - 1)]
+        for (name, _), roles in zip(plan.sections, plan.arrangement, strict=True):
+            if name == "chorus":
+                assert set(roles) == set(plan.programs) | ({"drums"} if plan.drums != "none" else set())
+
+
+@pytest.mark.parametrize("genre", [g for g in GENRES if g != "classical"])
+def test_groove_midi_drums_appear_for_every_genre_that_has_them(genre):
+    from genre_core.synth import grooves
+
+    assert grooves.genre_pools(genre), f"{genre} has no Groove MIDI styles"
+    plans = _plans(genre)
+    real = [p for p in plans if p.drums.startswith("groove:")]
+    assert len(real) >= 0.15 * N_SEEDS, f"{genre}: {len(real)} of {N_SEEDS} songs with a real drummer"
+    assert len({(p.groove.source, p.groove.bar) for p in real}) >= 5  # many performances, not one loop
+    assert any(p.drums.startswith("pattern:") for p in plans)  # the genre patterns still play too
+    notes = C.compose(real[0])
+    assert sum(n.channel == C.DRUM_CHANNEL for n in notes) > 20
+
+
+def test_metal_grooves_get_a_double_kick():
+    plan = next(p for p in _plans("metal") if p.groove is not None)
+    kicks = [n for n in C.compose(plan) if n.channel == C.DRUM_CHANNEL and n.pitch == 36]
+    chorus_bar = next(i for i, (name, _) in enumerate(plan.sections) if name in ("chorus", "verse"))
+    start = 4 * sum(n for _, n in plan.sections[:chorus_bar])
+    assert sum(start <= k.start < start + 4 for k in kicks) >= 8
