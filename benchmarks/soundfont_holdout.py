@@ -47,7 +47,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = load_config(CONFIG)
-    model, _ = new_genre_model(backbone_dir(cfg.cnn.backbone), GENRES)
+    model, _ = new_genre_model(backbone_dir(cfg.cnn.backbone), GENRES, cfg.cnn.precision)
     n_tags = model.backbone.n_tags
     frames = [pd.read_parquet(os.path.join(c, "catalog.parquet")).assign(group=os.path.basename(c.rstrip("/")))
               for c in args.catalogs]

@@ -177,7 +177,8 @@ def build_cnn_model(meta: CNNBundle) -> nn.Module:
         if not meta.backbone.get("architecture") or not meta.backbone.get("tags"):
             raise BundleError("a musicnn bundle must name its backbone's architecture and tags in bundle.json")
         backbone = Musicnn(tags=tuple(meta.backbone["tags"]), **meta.backbone["architecture"])
-        return MusicnnGenreModel(backbone, torch.zeros(len(meta.classes), backbone.n_tags))
+        return MusicnnGenreModel(backbone, torch.zeros(len(meta.classes), backbone.n_tags),
+                                 precision=meta.cnn_config.precision)
     raise BundleError(f"unknown cnn_config.arch {arch!r}; allowed: {list(CNN_ARCHS)}")
 
 

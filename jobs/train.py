@@ -300,7 +300,7 @@ def _train_musicnn_head(args: argparse.Namespace, cfg: Config, classes: list[str
             raise ValueError(f"--from bundle's classes {list(start.classes)} differ from the catalog's {classes}")
         backbone = start.backbone
     else:
-        model, backbone = new_genre_model(backbone_dir(cfg.cnn.backbone), classes)
+        model, backbone = new_genre_model(backbone_dir(cfg.cnn.backbone), classes, cfg.cnn.precision)
     t0 = time.perf_counter()
     every = [s for split in ("train", "val", "test") for s in songs[split]]
     last = [0.0]

@@ -22,6 +22,21 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def use_bf16(device: torch.device, precision: str) -> bool:
+    """Whether ``precision`` ("auto" | "fp32" | "bf16") means bf16 autocast on ``device``; "auto" is bf16 only
+    where the device computes bf16 natively (oneDNN's check on CPU, i.e. AVX512-BF16 or AMX; a CUDA card's own)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {list(PRECISIONS)}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _block(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel_size=kernel, stride=stride, padding=kernel // 2, bias=False),

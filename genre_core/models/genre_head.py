@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from genre_core.config import ConfigError
+from genre_core.models.cnn import use_bf16
 
 if TYPE_CHECKING:
     from genre_core.models.musicnn import Musicnn
@@ -89,9 +90,10 @@ class TagPriorHead(nn.Module):
 class MusicnnGenreModel(nn.Module):
     """musicnn backbone + :class:`TagPriorHead`: slices ``[B, 96, 187]`` (log10(1 + 10000 mel)) -> logits."""
 
-    def __init__(self, backbone: Musicnn, prior: torch.Tensor) -> None:
+    def __init__(self, backbone: Musicnn, prior: torch.Tensor, precision: str = "auto") -> None:
         super().__init__()
         self.backbone = backbone
+        self.precision = precision  # of the backbone's arithmetic (genre_core.models.cnn.use_bf16)
         self.head = TagPriorHead(prior, n_features=backbone.n_penultimate)
         self.n_classes = int(prior.shape[0])
         self.n_mels = backbone.n_mels
@@ -100,8 +102,9 @@ class MusicnnGenreModel(nn.Module):
     def backbone_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, n_tags + n_penultimate]``: the backbone's tag logits and penultimate features side by side
         (what the head reads, and what training caches once per song)."""
-        tag_logits, penultimate = self.backbone(x)
-        return torch.cat([tag_logits, penultimate], dim=1)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16(x.device, self.precision)):
+            tag_logits, penultimate = self.backbone(x)
+        return torch.cat([tag_logits, penultimate], dim=1).float()
 
     def head_logits(self, outputs: torch.Tensor) -> torch.Tensor:
         """Genre logits from :meth:`backbone_outputs`."""
@@ -112,7 +115,8 @@ class MusicnnGenreModel(nn.Module):
         return self.head_logits(self.backbone_outputs(x))
 
 
-def new_genre_model(backbone_dir: str, classes: Sequence[str]) -> tuple[MusicnnGenreModel, dict[str, Any]]:
+def new_genre_model(backbone_dir: str, classes: Sequence[str],
+                    precision: str = "auto") -> tuple[MusicnnGenreModel, dict[str, Any]]:
     """A genre model at its prior on the backbone in ``backbone_dir`` (sha256 verified), and what a bundle records
     of that backbone (name, weights_sha256, source, licence, architecture, tags)."""
     from genre_core.models.musicnn import load_backbone
@@ -121,4 +125,4 @@ def new_genre_model(backbone_dir: str, classes: Sequence[str]) -> tuple[MusicnnG
     prior = prior_matrix(read_tag_map(meta["name"]), backbone.tags, classes)
     record = {k: meta[k] for k in ("name", "weights_sha256", "source", "licence", "architecture") if k in meta}
     record["tags"] = list(backbone.tags)
-    return MusicnnGenreModel(backbone, prior), record
+    return MusicnnGenreModel(backbone, prior, precision), record

@@ -113,6 +113,14 @@ def _forced_accuracy(probs: Sequence[np.ndarray], songs: Sequence[HeadSong]) -> 
     return float(np.mean([p.sum(0).argmax() == s.genre_index for p, s in zip(probs, songs, strict=True)]))
 
 
+def one_standard_error_choice(grid: Sequence[dict[str, Any]], n_val: int) -> tuple[dict[str, Any], float, float]:
+    """(the row of ``grid`` with the largest ``l2`` whose ``val_forced_accuracy`` is within one binomial standard
+    error of the best, the best accuracy, that standard error); ``n_val``: validation songs behind each figure."""
+    top = max(r["val_forced_accuracy"] for r in grid)
+    se = float(np.sqrt(top * (1.0 - top) / max(n_val, 1)))
+    return max((r for r in grid if r["val_forced_accuracy"] >= top - se - 1e-9), key=lambda r: r["l2"]), top, se
+
+
 def train_head(start: TagPriorHead, n_tags: int, train_songs: Sequence[HeadSong], val_songs: Sequence[HeadSong],
                *, l2_grid: Sequence[float] = DEFAULT_L2_GRID, target_accuracy: float = 0.97,
                log: Callable[[str], None] = print) -> HeadResult:
@@ -120,8 +128,10 @@ def train_head(start: TagPriorHead, n_tags: int, train_songs: Sequence[HeadSong]
 
     With songs of two or more groups, each ``l2`` is scored leave-one-group-out (fitted on the train songs of
     the other groups, scored on the val songs of the held-out one); otherwise on all val songs. The best mean
-    forced accuracy wins; ties go to the larger ``l2`` (closer to the starting head). The final head is fitted on
-    every train song.
+    forced accuracy sets the bar, and the *largest* ``l2`` within one standard error of it wins (the one-standard-
+    error rule): of the heads the validation songs cannot tell apart, the one closest to the starting head, i.e.
+    to what the backbone learnt from real music, since the synthetic songs should correct it only where they
+    must. The final head is fitted on every train song.
     """
     if not train_songs or not val_songs:
         raise ValueError("head training needs train and val songs")
@@ -143,11 +153,13 @@ def train_head(start: TagPriorHead, n_tags: int, train_songs: Sequence[HeadSong]
         fold_probs[float(l2)] = (probs_all, songs_all)
         log(f"head l2 {l2:g}: validation forced accuracy {row['val_forced_accuracy']:.3f}"
             + (" (" + ", ".join(f"{g} {a:.2f}" for g, a in row["per_group"].items()) + ")" if grouped else ""))
-    best = max(grid, key=lambda r: (round(r["val_forced_accuracy"], 6), r["l2"]))
+    best, top, se = one_standard_error_choice(grid, sum(len(va) for _, va in folds))
+    log(f"head l2 {best['l2']:g} chosen: the largest within one standard error ({se:.3f}) of the best "
+        f"validation forced accuracy {top:.3f}")
     probs, songs = fold_probs[best["l2"]]
     labels = [s.genre_index for s in songs]
     voting, selection = choose_voting(probs, labels, target_accuracy)
     selection.update(l2=best["l2"], scheme="leave-one-group-out" if grouped else "validation songs",
-                     groups=groups)
+                     groups=groups, l2_rule="largest l2 within one standard error of the best", best_forced=top)
     return HeadResult(head=fit_head(start, train_songs, best["l2"], n_tags), l2=best["l2"], voting=voting,
                       selection=selection, val_report=evaluate_songs(probs, labels, voting), grid=grid)

@@ -8,7 +8,7 @@ import torch
 
 from genre_core.config import GENRES, ConfigError
 from genre_core.models.genre_head import PRIOR_SCALE, TagPriorHead, prior_matrix, read_tag_map
-from genre_core.training.head import HeadSong, fit_head, head_probabilities, train_head
+from genre_core.training.head import HeadSong, fit_head, head_probabilities, one_standard_error_choice, train_head
 
 MSD_TAGS = ("rock", "pop", "jazz", "Hip-Hop", "dance", "funk", "country", "blues", "metal", "heavy metal")
 N_FEAT = 6
@@ -89,3 +89,12 @@ def test_train_head_chooses_l2_leave_one_group_out_and_thresholds_on_val() -> No
     assert 0.0 <= result.voting.tau <= 1.0 and result.val_report["n_songs"] == len(val)
     with pytest.raises(ValueError, match="train and val"):
         train_head(_head(), len(MSD_TAGS), train, [], log=lambda _: None)
+
+
+def test_l2_is_the_stiffest_within_one_standard_error_of_the_best() -> None:
+    grid = [{"l2": 1e-3, "val_forced_accuracy": 0.80}, {"l2": 1e-1, "val_forced_accuracy": 0.77},
+            {"l2": 1.0, "val_forced_accuracy": 0.60}]
+    row, top, se = one_standard_error_choice(grid, n_val=100)  # se = sqrt(0.8 * 0.2 / 100) = 0.04
+    assert (row["l2"], top) == (1e-1, 0.80) and abs(se - 0.04) < 1e-12
+    row, _, _ = one_standard_error_choice(grid, n_val=10_000)  # se 0.004: 0.77 is now clearly worse
+    assert row["l2"] == 1e-3

@@ -35,3 +35,30 @@ def test_round_trip_keeps_outputs_prior_and_backbone_record(tmp_path: Path) -> N
     recorded = json.loads((BACKBONE / "backbone.json").read_text())["weights_sha256"]
     assert loaded_meta.backbone["weights_sha256"] == recorded and loaded_meta.backbone["name"] == "musicnn-msd"
     assert loaded_meta.backbone["licence"] == "ISC"
+
+
+def test_precision_is_the_bundles_and_bf16_stays_close_to_fp32(tmp_path: Path) -> None:
+    import pytest
+
+    from genre_core.models.cnn import use_bf16
+
+    cpu = torch.device("cpu")
+    assert use_bf16(cpu, "bf16") and not use_bf16(cpu, "fp32")
+    assert use_bf16(cpu, "auto") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    with pytest.raises(ValueError, match="unknown precision"):
+        use_bf16(cpu, "fp16")
+    model, record = new_genre_model(str(BACKBONE), GENRES, precision="bf16")
+    meta = CNNBundle(classes=GENRES, feature_config=FEATURES, cnn_config=CNNConfig(arch="musicnn", precision="bf16"),
+                     voting=VotingConfig(), feature_version=feature_version(FEATURES), n_mels=96, n_frames=187,
+                     backbone=record)
+    save_cnn_bundle(str(tmp_path / "b"), model, meta)
+    loaded, _ = load_cnn_bundle(str(tmp_path / "b"))
+    assert loaded.precision == "bf16"
+    x = torch.rand(4, 96, 187) * 4
+    with torch.inference_mode():
+        bf16 = loaded.backbone_outputs(x)
+        loaded.precision = "fp32"
+        fp32 = loaded.backbone_outputs(x)
+    assert bf16.dtype == fp32.dtype == torch.float32
+    deviation = float((bf16 - fp32).abs().max())
+    assert 0.0 < deviation < 0.5  # bf16 arithmetic did run, and it reads the patches as fp32 does
