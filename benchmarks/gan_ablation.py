@@ -61,9 +61,9 @@ from _results import record  # noqa: E402
 
 from genre_core.artifacts import load_cnn_bundle  # noqa: E402
 from genre_core.features import slice_mel  # noqa: E402
+from genre_core.inference import slice_probabilities  # noqa: E402
 from genre_core.models.gan import load_gan_bundle  # noqa: E402
 from genre_core.refine import evidence_from_readings  # noqa: E402
-from genre_core.training.cnn import slice_probabilities  # noqa: E402
 from genre_core.training.gan import refine_tuning_set  # noqa: E402
 from genre_core.voting import decide  # noqa: E402
 from jobs.train_gan import DEFAULT_CACHE_DIR, load_catalog_mels  # noqa: E402

@@ -23,8 +23,8 @@ from genre_core.config import AudioConfig, ConfigError, FeatureConfig, VotingCon
 from genre_core.decoding import as_column, decode_song
 from genre_core.errors import TooShortError, TrackError
 from genre_core.features import feature_version
+from genre_core.inference import slice_probabilities
 from genre_core.schema import LABEL_COLUMNS, STATUS_CLASSIFIED, STATUS_ERROR, check_catalog_columns, vote_list
-from genre_core.training.cnn import slice_probabilities
 from genre_core.voting import decide
 
 VOTE_COLUMNS = ("status", "genre", "genre_index", "confidence", "margin", "probabilities", "n_slices")

@@ -174,9 +174,10 @@ def _run_cnn(args: argparse.Namespace) -> int:
 
     from genre_core.artifacts import CNNBundle, save_cnn_bundle
     from genre_core.features import feature_version
+    from genre_core.inference import slice_probabilities
     from genre_core.metrics import confusion_matrix
     from genre_core.models.cnn import pick_device
-    from genre_core.training.cnn import Song, evaluate_songs, slice_probabilities, split_by_song, train_cnn
+    from genre_core.training.cnn import Song, evaluate_songs, split_by_song, train_cnn
 
     t_all = time.perf_counter()
     phases: dict[str, float] = {}

@@ -183,9 +183,10 @@ def _run_gan(args: argparse.Namespace) -> int:
 
     from genre_core.artifacts import load_cnn_bundle
     from genre_core.features import slice_mel
+    from genre_core.inference import slice_probabilities
     from genre_core.models.cnn import pick_device
     from genre_core.models.gan import GANBundle, GANModelConfig, save_gan_bundle
-    from genre_core.training.cnn import Song, slice_probabilities
+    from genre_core.training.cnn import Song
     from genre_core.training.gan import GANTrainConfig, choose_refine_params, refine_tuning_set, train_gan
     from genre_core.training.recording_chain import mel_band_hz
 

@@ -16,9 +16,9 @@ from genre_core.artifacts import load_cnn_bundle
 from genre_core.audio import load_audio
 from genre_core.config import AudioConfig
 from genre_core.features import song_slices
+from genre_core.inference import slice_probabilities
 from genre_core.models.gan import load_gan_bundle
 from genre_core.report_gan import TranslationExample, translation_example
-from genre_core.training.cnn import slice_probabilities
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,16 +1,6 @@
-"""Training loops over in-memory data (no Ray): the slice CNN (``cnn``); the GAN loop comes later."""
+"""Training loops over in-memory data (no Ray): the slice CNN (``cnn``), the musicnn genre head (``head``) and
+the GAN (``gan``)."""
 
-from genre_core.training.cnn import (
-    Song,
-    TrainResult,
-    choose_voting,
-    evaluate_songs,
-    slice_probabilities,
-    split_by_song,
-    train_cnn,
-)
+from genre_core.training.cnn import Song, TrainResult, choose_voting, evaluate_songs, split_by_song, train_cnn
 
-__all__ = [
-    "Song", "TrainResult", "choose_voting", "evaluate_songs", "slice_probabilities", "split_by_song",
-    "train_cnn",
-]
+__all__ = ["Song", "TrainResult", "choose_voting", "evaluate_songs", "split_by_song", "train_cnn"]

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from genre_core.config import CNNConfig, TrainConfig, VotingConfig
+from genre_core.inference import slice_probabilities
 from genre_core.models.cnn import SliceCNN, pick_device
 from genre_core.voting import decide
 
@@ -73,24 +74,6 @@ def split_by_song(songs: Sequence[Song], val_fraction: float, seed: int) -> tupl
 
 
 @torch.inference_mode()
-def slice_probabilities(
-    model: SliceCNN, slices: Sequence[np.ndarray], batch_size: int = 256, device: torch.device | None = None
-) -> list[np.ndarray]:
-    """Softmax per slice for each song (``[n_i, n_classes]``), batched across songs; model in eval mode."""
-    device = device or next(model.parameters()).device
-    counts = [len(s) for s in slices]
-    if sum(counts) == 0:
-        return [np.zeros((0, model.n_classes), np.float32) for _ in slices]
-    allx = np.concatenate([s for s in slices if len(s)], axis=0)
-    model.eval()
-    out = np.empty((len(allx), model.n_classes), dtype=np.float32)
-    with torch.inference_mode():
-        for i in range(0, len(allx), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(allx[i:i + batch_size], dtype=np.float32)).to(device)
-            out[i:i + batch_size] = torch.softmax(model(x), dim=-1).float().cpu().numpy()
-    return np.split(out, np.cumsum(counts)[:-1])
-
-
 def _decisions(probs: Sequence[np.ndarray], tau: float, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """(classified mask, decided class index or -1) per song, through the production voting rule."""
     classified, index = np.zeros(len(probs), bool), np.full(len(probs), -1)

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from genre_core.config import CNNConfig, TrainConfig, VotingConfig
+from genre_core.inference import slice_probabilities
 from genre_core.training import cnn as tr
 from genre_core.training.cnn import Song, choose_voting, evaluate_songs, split_by_song, train_cnn
 
@@ -64,7 +65,7 @@ def test_tiny_model_learns_separable_problem_fast() -> None:
     assert res.history[res.best_epoch - 1]["val_song_accuracy"] == 1.0
     assert set(res.train_song_ids).isdisjoint(res.val_song_ids)
     test = band_songs(5, seed=99, prefix="t")
-    probs = tr.slice_probabilities(res.model, [s.slices for s in test])
+    probs = slice_probabilities(res.model, [s.slices for s in test])
     report = evaluate_songs(probs, [s.genre_index for s in test], res.voting)
     assert report["song_accuracy"] > 0.9 and report["slice_accuracy"] > 0.9
 
