@@ -1,6 +1,6 @@
 """End to end: the Ray labelling job against a plain single-process loop over the same genre_core stages.
 
-  python benchmarks/end_to_end.py --catalog /work/final/corpus/catalog.parquet --limit 1000 [--models DIR]
+  python benchmarks/end_to_end.py --catalog data/corpus/catalog.parquet --limit 1000 [--models DIR] [--compare DIR]
 
 Both label the same first ``--limit`` rows with the same model bundles (beyond the catalog's length its rows
 come again under new track_ids):
@@ -14,6 +14,9 @@ come again under new track_ids):
                   start-up is timed and reported apart (``make demo`` pays it). The job's time is split into
                   the pools' start-up (until the first labels arrive) and the steady rate after it, which is
                   what a catalog much larger than ``--limit`` would see.
+
+With ``--compare MODELS`` the whole measurement runs again with those models (e.g. the previous default), on
+the same songs in the same run, and the ratio of the two Ray jobs' songs/s is printed.
 
 The audio files are read once beforehand so that every run starts with a warm page cache. The labels of the
 runs are compared (status, genre, vote shares) before any figure is recorded: a faster run that labels
@@ -36,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _catalogs import first_rows  # noqa: E402
 from _results import record  # noqa: E402
 
+from genre_core.artifacts import load_cnn_bundle  # noqa: E402
 from genre_core.label_store import latest_labels, manifests  # noqa: E402
 from genre_core.stages import label_song_by_song  # noqa: E402
 from jobs import label  # noqa: E402
@@ -59,21 +63,10 @@ def compare(ours: pd.DataFrame, ray_labels: pd.DataFrame) -> str:
     return f"identical labels (status and genre for every song; vote shares within {diff:.1g})"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", required=True)
-    parser.add_argument("--limit", type=int, default=1000)
-    parser.add_argument("--models", default=DEFAULT_MODELS)
-    parser.add_argument("--config", default="configs/label-local.yaml")
-    parser.add_argument("--no-gan", action="store_true", help="CNN path only, in both runs")
-    args = parser.parse_args(argv)
-
-    df = first_rows(args.catalog, args.limit)
-    models = resolve_models(args.models, use_gan=not args.no_gan)
-    for uri in df["audio_uri"]:  # warm page cache for both runs
-        with open(uri, "rb") as fh:
-            fh.read()
-
+def measure(df: pd.DataFrame, models_dir: str, args: argparse.Namespace) -> tuple[list[str], float]:
+    """Label ``df`` with the models in ``models_dir``: single process (1 thread, default threads), then the Ray
+    job; returns the result lines and the Ray job's songs/s."""
+    models = resolve_models(models_dir, use_gan=not args.no_gan)
     single_s, single_cpu_s = {}, {}
     for threads in (1, DEFAULT_THREADS):
         torch.set_num_threads(threads)
@@ -86,13 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         catalog = os.path.join(tmp, "catalog.parquet")
         df.to_parquet(catalog)
         job = ["--catalog", catalog, "--output", os.path.join(tmp, "labels"), "--config", args.config,
-               "--models", args.models, "--mode", "backfill"] + (["--no-gan"] if args.no_gan else [])
+               "--models", models_dir, "--mode", "backfill"] + (["--no-gan"] if args.no_gan else [])
         started = time.perf_counter()
         init_ray()
         ray_start_s = time.perf_counter() - started
         started = time.perf_counter()
         if run_job(label, job) != 0:
-            return 1
+            raise SystemExit(f"the labelling job failed with {models_dir}")
         ray_s = time.perf_counter() - started
         verdict = compare(ours, latest_labels(os.path.join(tmp, "labels")))
         stats = manifests(os.path.join(tmp, "labels"))[-1].stats
@@ -106,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     with_ray_start = n / (ray_start_s + ray_s)  # the same job where the Ray it runs on starts with it
     gan = "CNN + GAN" if models.gan_url else "CNN only"
     stages = "DecodeStage -> CNNVoter" + (" -> GANStage" if models.gan_url else "")
+    arch = load_cnn_bundle(models.cnn_url)[1].cnn_config.arch
     lines = [
-        f"- {n} songs of {args.catalog} ({gan}; {ours['status'].value_counts().to_dict()}); {verdict}",
+        f"- models {models_dir} (cnn.arch {arch}): {n} songs of {args.catalog} ({gan}; "
+        f"{ours['status'].value_counts().to_dict()}); {verdict}",
         f"- single process, sequential ({stages}, song by song, torch on 1 thread): {single_s[1]:.1f} s, "
         f"**{sequential:.2f} songs/s** ({1000 * single_cpu_s[1] / n:.1f} ms CPU per song)",
         f"- single process, torch's default {DEFAULT_THREADS} threads: {single_s[DEFAULT_THREADS]:.1f} s, "
@@ -121,7 +116,31 @@ def main(argv: list[str] | None = None) -> int:
         f"{with_ray_start / sequential:.2f}x; steady rate / sequential: {steady / sequential:.2f}x; "
         f"Ray job / default-threads single process: {ray_rate / threaded:.2f}x",
     ]
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
+    return lines, ray_rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", required=True)
+    parser.add_argument("--limit", type=int, default=1000)
+    parser.add_argument("--models", default=DEFAULT_MODELS)
+    parser.add_argument("--compare", default=None, metavar="MODELS",
+                        help="also measure these models (e.g. the previous default) in the same run, and print "
+                             "the Ray job's songs/s of --models as a fraction of theirs")
+    parser.add_argument("--config", default="configs/label-local.yaml")
+    parser.add_argument("--no-gan", action="store_true", help="CNN path only, in both runs")
+    args = parser.parse_args(argv)
+
+    df = first_rows(args.catalog, args.limit)
+    for uri in df["audio_uri"]:  # warm page cache for both runs
+        with open(uri, "rb") as fh:
+            fh.read()
+    lines, rate = measure(df, args.models, args)
+    if args.compare:
+        other_lines, other_rate = measure(df, args.compare, args)
+        lines += other_lines + [f"- **Ray job songs/s of {args.models} / {args.compare}: {rate / other_rate:.2f}**"]
+        print(lines[-1])
     record("End to end: Ray job vs single process", lines, argv)
     return 0
 

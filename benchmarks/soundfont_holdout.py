@@ -1,13 +1,21 @@
-"""Leave-one-soundfont-out evaluation of the musicnn genre model: the tag prior alone vs. the trained head.
+"""Leave-one-soundfont-out: the tag prior alone, the musicnn genre head and the from-scratch slice CNN, on the
+same songs.
 
-Each catalog given is one soundfont's songs (``genre-job make-catalog --soundfonts NAME``; never a MuseScore
-General soundfont: those are reserved for evaluation outside the project). For each soundfont in turn, its songs
-are the test songs; the head is trained on the other soundfonts' songs (the first ``--train-per-genre`` of each
-genre train, the rest validate), with l2 and the voting thresholds chosen leave-one-soundfont-out on those
-validation songs only. Prints forced accuracy, coverage and accuracy on decided songs per held-out soundfont.
+    python benchmarks/soundfont_holdout.py --catalog /work/data/corpus5 --cache /work/data/musicnn-outputs.npz
 
-    python benchmarks/soundfont_holdout.py --catalogs /tmp/loso/TimGM6mb /tmp/loso/FluidR3_GM ... \
-        --cache /tmp/loso/outputs.npz
+The catalog is a make-catalog folder whose songs were rendered through several soundfonts (its ``soundfont``
+column; never a MuseScore General one: those are reserved for evaluation outside the project). For each
+soundfont in turn, **all** its songs are the test songs (none of them trains or tunes anything in that fold);
+the other soundfonts' ``train`` songs train and their ``val`` songs choose every parameter:
+
+- **prior**: musicnn's tags through the tag-to-genre map, no training; tau/margin chosen on the val songs;
+- **head**: the shipped recipe (``genre_core.training.head.train_head``): l2 by the one-standard-error rule and
+  tau/margin on leave-one-soundfont-out predictions of the val songs;
+- **scratch**: the from-scratch slice CNN (``configs/default.yaml``'s features, ``train_cnn``), early stopping
+  and tau/margin on the val songs.
+
+Prints forced accuracy, coverage and accuracy on decided songs of each model per held-out soundfont, and their
+means. ``--cache`` keeps the musicnn backbone's outputs per track (an .npz file) between runs.
 """
 
 from __future__ import annotations
@@ -15,78 +23,70 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _songs import musicnn_outputs, read_catalogs, scores, scratch_slices  # noqa: E402
 
-from genre_core.config import GENRES, AudioConfig, load_config  # noqa: E402
-from genre_core.decoding import decode_song  # noqa: E402
-from genre_core.models.genre_head import new_genre_model  # noqa: E402
-from genre_core.training.cnn import evaluate_songs  # noqa: E402
-from genre_core.training.head import (  # noqa: E402
-    HeadSong,
-    backbone_outputs,
-    head_probabilities,
-    prior_probabilities,
-    train_head,
-)
-from jobs.models import backbone_dir  # noqa: E402
-
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "musicnn.yaml")
+from genre_core.config import GENRES  # noqa: E402
+from genre_core.inference import slice_probabilities  # noqa: E402
+from genre_core.training.cnn import Song, choose_voting, evaluate_songs, train_cnn  # noqa: E402
+from genre_core.training.head import HeadSong, head_probabilities, prior_probabilities, train_head  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--catalogs", nargs="+", required=True, help="one make-catalog folder per soundfont")
-    ap.add_argument("--cache", default=None, help="npz file caching the backbone outputs per track")
-    ap.add_argument("--train-per-genre", type=int, default=4, help="songs per genre and soundfont that train")
+    ap.add_argument("--catalog", nargs="+", required=True, help="make-catalog folder(s) of several soundfonts")
+    ap.add_argument("--cache", default=None, help="npz file caching the musicnn backbone's outputs per track")
+    ap.add_argument("--target-accuracy", type=float, default=0.90,
+                    help="accuracy on decided validation songs that tau/margin must reach (default 0.90)")
+    ap.add_argument("--no-scratch", action="store_true", help="leave out the from-scratch CNN (the slow column)")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    cfg = load_config(CONFIG)
-    model, _ = new_genre_model(backbone_dir(cfg.cnn.backbone), GENRES, cfg.cnn.precision)
+    df = read_catalogs(args.catalog)
+    model, outputs = musicnn_outputs(df, args.cache)
     n_tags = model.backbone.n_tags
-    frames = [pd.read_parquet(os.path.join(c, "catalog.parquet")).assign(group=os.path.basename(c.rstrip("/")))
-              for c in args.catalogs]
-    df = pd.concat(frames, ignore_index=True)
-    df["key"] = df["group"] + "/" + df["track_id"]
-    cache = dict(np.load(args.cache)) if args.cache and os.path.exists(args.cache) else {}
-    todo = [k for k in df["key"] if k not in cache]
-    t0 = time.perf_counter()
-    if todo:
-        uri = dict(zip(df["key"], df["audio_uri"], strict=True))
-        audio_cfg = AudioConfig(sample_rate=cfg.features.sample_rate)
-        slices = [decode_song(uri[k], cfg.features, audio_cfg)[0] for k in todo]
-        for k, out in zip(todo, backbone_outputs(model, slices), strict=True):
-            cache[k] = out
-        if args.cache:
-            np.savez(args.cache, **cache)
-    print(f"backbone outputs: {len(todo)} songs computed, {len(df) - len(todo)} cached "
-          f"({time.perf_counter() - t0:.1f} s)")
-    df["rank"] = df.groupby(["group", "genre"]).cumcount()
-    songs = [HeadSong(r.key, GENRES.index(r.genre), cache[r.key], r.group) for r in df.itertuples()]
-    rank = dict(zip(df["key"], df["rank"], strict=True))
+    genre = dict(zip(df["track_id"], df["genre"].map(GENRES.index), strict=True))
+    heads = {r.track_id: HeadSong(r.track_id, genre[r.track_id], outputs[r.track_id], r.group)
+             for r in df.itertuples()}
+    if not args.no_scratch:
+        scratch_cfg, dense, plain = scratch_slices(df)
     rows = []
     for held in sorted(df["group"].unique()):
-        test = [s for s in songs if s.group == held]
-        rest = [s for s in songs if s.group != held]
-        train = [s for s in rest if rank[s.song_id] < args.train_per_genre]
-        val = [s for s in rest if rank[s.song_id] >= args.train_per_genre]
-        result = train_head(model.head, n_tags, train, val, log=lambda _: None)
-        labels = [s.genre_index for s in test]
-        prior = evaluate_songs(prior_probabilities(model.head, test, n_tags), labels, result.voting)
-        head = evaluate_songs(head_probabilities(result.head, test, n_tags), labels, result.voting)
-        rows.append({"held_out": held, "n_test": len(test), "prior_forced": prior["song_accuracy"],
-                     "head_forced": head["song_accuracy"], "head_coverage": head["coverage"],
-                     "head_acc_decided": head["accuracy_on_classified"], "l2": result.l2,
-                     "tau": result.voting.tau, "margin": result.voting.margin})
-        print(rows[-1], flush=True)
+        test_ids = list(df.loc[df["group"] == held, "track_id"])
+        rest = df[df["group"] != held]
+        train_ids, val_ids = list(rest.loc[rest["split"] == "train", "track_id"]), list(
+            rest.loc[rest["split"] == "val", "track_id"])
+        labels = [genre[t] for t in test_ids]
+        val_labels = [genre[t] for t in val_ids]
+        test, val = [heads[t] for t in test_ids], [heads[t] for t in val_ids]
+        row = {"held_out": held, "n_test": len(test_ids), "n_train": len(train_ids), "n_val": len(val_ids)}
+
+        prior_voting, _ = choose_voting(prior_probabilities(model.head, val, n_tags), val_labels, args.target_accuracy)
+        row |= scores(evaluate_songs(prior_probabilities(model.head, test, n_tags), labels, prior_voting), "prior")
+
+        result = train_head(model.head, n_tags, [heads[t] for t in train_ids], val,
+                            target_accuracy=args.target_accuracy, log=lambda _: None)
+        row |= scores(evaluate_songs(head_probabilities(result.head, test, n_tags), labels, result.voting), "head")
+        row["head_l2"] = result.l2
+
+        if not args.no_scratch:
+            fc = scratch_cfg.features
+            trained = train_cnn([Song(t, genre[t], dense[t]) for t in train_ids],
+                                [Song(t, genre[t], plain[t]) for t in val_ids], len(GENRES), scratch_cfg.cnn,
+                                scratch_cfg.train, fc.n_mels, fc.slice_frames, target_accuracy=args.target_accuracy,
+                                log=lambda _: None)
+            probs = slice_probabilities(trained.model, [plain[t] for t in test_ids])
+            row |= scores(evaluate_songs(probs, labels, trained.voting), "scratch")
+        rows.append(row)
+        print(row, flush=True)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    print(f"mean: prior forced {table.prior_forced.mean():.3f}, head forced {table.head_forced.mean():.3f}")
+    means = table.drop(columns=["held_out"]).mean(numeric_only=True)
+    print("mean: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items() if k.split("_")[-1] in
+                               ("forced", "coverage", "decided")))
     return 0
 
 

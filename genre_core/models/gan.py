@@ -145,7 +145,8 @@ def _check_input(x: torch.Tensor, n_mels: int) -> torch.Tensor:
 class Generator(nn.Module):
     """``G(x, c)``: slices ``[B, 1, n_mels, T]`` (or ``[B, n_mels, T]``), genres ``[B]`` -> ``[B, 1, n_mels, T]``.
 
-    ``T`` may be any length divisible by ``2 ** g_downsamples`` (training uses time crops).
+    ``T`` may be any length (training uses time crops divisible by ``2 ** g_downsamples``; other lengths are
+    padded to one and the output cropped back).
     """
 
     def __init__(self, n_classes: int, cfg: GANModelConfig | None = None, n_mels: int = 128) -> None:
@@ -174,9 +175,9 @@ class Generator(nn.Module):
     def delta(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """The change the generator adds to ``x`` for target genres ``c``: ``G(x, c) - x``."""
         x = _check_input(x, self.n_mels)
-        step = 2 ** self.cfg.g_downsamples
-        if x.shape[-1] % step:
-            raise ValueError(f"time length {x.shape[-1]} must be divisible by {step}")
+        length, step = x.shape[-1], 2 ** self.cfg.g_downsamples
+        if length % step:  # e.g. musicnn's 187-frame patches: pad to the strides, crop the change back
+            x = F.pad(x, (0, -length % step, 0, 0), mode="replicate")
         cond = _as_condition(c.to(x.device), self.n_classes, x.shape[0])
         h = self.stem(x, cond)
         sizes = []
@@ -187,7 +188,7 @@ class Generator(nn.Module):
             h = block(h, cond)
         for layer, size in zip(self.up, reversed(sizes), strict=True):
             h = layer(h, cond, tuple(size))
-        return self.out(h)
+        return self.out(h)[..., :length]
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         x = _check_input(x, self.n_mels)
