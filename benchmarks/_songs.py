@@ -54,16 +54,17 @@ def musicnn_outputs(df: pd.DataFrame, cache_path: str | None) -> tuple[MusicnnGe
     return model, {t: cache[u] for t, u in zip(df["track_id"], df["audio_uri"], strict=True)}
 
 
-def scratch_slices(df: pd.DataFrame) -> tuple[Config, dict[str, np.ndarray], dict[str, np.ndarray]]:
+def scratch_slices(df: pd.DataFrame, train_ids: set[str]) -> tuple[Config, dict[str, np.ndarray],
+                                                                   dict[str, np.ndarray]]:
     """The from-scratch CNN's config (``configs/default.yaml``) and its slices per track: at the training hop
-    (overlapping; songs of the ``train`` split only) and at the inference hop (every song)."""
+    (overlapping; the ``train_ids`` only) and at the inference hop (every song)."""
     cfg = load_config(SCRATCH_CONFIG)
     audio_cfg = dataclasses.replace(cfg.audio, sample_rate=cfg.features.sample_rate)
     train_features = dataclasses.replace(cfg.features, slice_hop_frames=cfg.train.train_slice_hop_frames)
     t0 = time.perf_counter()
     dense, plain = {}, {}
     for r in df.itertuples():
-        if r.split == "train":
+        if r.track_id in train_ids:
             dense[r.track_id] = decode_song(r.audio_uri, train_features, audio_cfg)[0]
         plain[r.track_id] = decode_song(r.audio_uri, cfg.features, audio_cfg)[0]
     print(f"slice-CNN features: {len(df)} songs ({time.perf_counter() - t0:.1f} s)", flush=True)

@@ -46,8 +46,9 @@ def main() -> int:
     ap.add_argument("--per-genre", type=int, default=20)
     ap.add_argument("--target-accuracy", type=float, default=0.90)
     ap.add_argument("--cache", default=None, help="npz file caching the musicnn backbone's outputs per track")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     base_df, target = read_catalogs([args.base_catalog]), read_catalogs([args.target_catalog])
     if set(target["group"]) != {args.held_out}:
         raise SystemExit(f"the target catalog must be all {args.held_out} songs, not {sorted(set(target['group']))}")
@@ -72,7 +73,7 @@ def main() -> int:
     base_row = scores(evaluate_songs(head_probabilities(base.head, [heads[t] for t in test_ids], n_tags), labels,
                                      base.voting), "base")
     print(f"base on {len(test_ids)} new {args.held_out} songs: {base_row}", flush=True)
-    scratch_cfg, dense, plain = scratch_slices(target)
+    scratch_cfg, dense, plain = scratch_slices(target, set(target.loc[target["split"] == "train", "track_id"]))
     val_fraction = load_config(MUSICNN_CONFIG).train.val_fraction
     rows = []
     for seed in args.seeds:

@@ -6,7 +6,8 @@ same songs.
 The catalog is a make-catalog folder whose songs were rendered through several soundfonts (its ``soundfont``
 column; never a MuseScore General one: those are reserved for evaluation outside the project). For each
 soundfont in turn, **all** its songs are the test songs (none of them trains or tunes anything in that fold);
-the other soundfonts' ``train`` songs train and their ``val`` songs choose every parameter:
+the other soundfonts' ``train`` songs (at most ``--train-per-genre`` per genre and soundfont) train and their
+``val`` songs choose every parameter:
 
 - **prior**: musicnn's tags through the tag-to-genre map, no training; tau/margin chosen on the val songs;
 - **head**: the shipped recipe (``genre_core.training.head.train_head``): l2 by the one-standard-error rule and
@@ -43,22 +44,28 @@ def main() -> int:
     ap.add_argument("--target-accuracy", type=float, default=0.90,
                     help="accuracy on decided validation songs that tau/margin must reach (default 0.90)")
     ap.add_argument("--no-scratch", action="store_true", help="leave out the from-scratch CNN (the slow column)")
+    ap.add_argument("--train-per-genre", type=int, default=None,
+                    help="train on at most N songs per genre and soundfont (default: every train song)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads (default: all cores)")
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     df = read_catalogs(args.catalog)
+    # the train songs that train (all songs of the held-out soundfont still test)
+    rank = df.groupby(["split", "genre", "group"]).cumcount()
+    df["trains"] = (df["split"] == "train") & (rank < (args.train_per_genre or len(df)))
     model, outputs = musicnn_outputs(df, args.cache)
     n_tags = model.backbone.n_tags
     genre = dict(zip(df["track_id"], df["genre"].map(GENRES.index), strict=True))
     heads = {r.track_id: HeadSong(r.track_id, genre[r.track_id], outputs[r.track_id], r.group)
              for r in df.itertuples()}
     if not args.no_scratch:
-        scratch_cfg, dense, plain = scratch_slices(df)
+        scratch_cfg, dense, plain = scratch_slices(df, set(df.loc[df["trains"], "track_id"]))
     rows = []
     for held in sorted(df["group"].unique()):
         test_ids = list(df.loc[df["group"] == held, "track_id"])
         rest = df[df["group"] != held]
-        train_ids, val_ids = list(rest.loc[rest["split"] == "train", "track_id"]), list(
-            rest.loc[rest["split"] == "val", "track_id"])
+        train_ids = list(rest.loc[rest["trains"], "track_id"])
+        val_ids = list(rest.loc[rest["split"] == "val", "track_id"])
         labels = [genre[t] for t in test_ids]
         val_labels = [genre[t] for t in val_ids]
         test, val = [heads[t] for t in test_ids], [heads[t] for t in val_ids]

@@ -113,6 +113,26 @@ def _forced_accuracy(probs: Sequence[np.ndarray], songs: Sequence[HeadSong]) -> 
     return float(np.mean([p.sum(0).argmax() == s.genre_index for p, s in zip(probs, songs, strict=True)]))
 
 
+CV_FOLDS = 5
+
+
+def _cross_validation_folds(songs: Sequence[HeadSong], k: int) -> list[tuple[list[HeadSong], list[HeadSong]]]:
+    """``k`` (train, held-out) pairs: each genre's songs, in id order, dealt round the folds (every song held out
+    once; fewer folds when there are fewer songs)."""
+    fold_of: dict[str, int] = {}
+    by_genre: dict[int, list[HeadSong]] = {}
+    for s in sorted(songs, key=lambda s: s.song_id):
+        by_genre.setdefault(s.genre_index, []).append(s)
+    k = max(2, min(k, len(songs)))
+    dealt = 0
+    for genre in sorted(by_genre):
+        for s in by_genre[genre]:
+            fold_of[s.song_id] = dealt % k
+            dealt += 1
+    return [([s for s in songs if fold_of[s.song_id] != f], [s for s in songs if fold_of[s.song_id] == f])
+            for f in range(k) if any(fold_of[s.song_id] == f for s in songs)]
+
+
 def one_standard_error_choice(grid: Sequence[dict[str, Any]], n_val: int) -> tuple[dict[str, Any], float, float]:
     """(the row of ``grid`` with the largest ``l2`` whose ``val_forced_accuracy`` is within one binomial standard
     error of the best, the best accuracy, that standard error); ``n_val``: validation songs behind each figure."""
@@ -127,18 +147,25 @@ def train_head(start: TagPriorHead, n_tags: int, train_songs: Sequence[HeadSong]
     """Fit a head from ``start`` (pulled back toward it); ``l2`` and the voting thresholds chosen on val.
 
     With songs of two or more groups, each ``l2`` is scored leave-one-group-out (fitted on the train songs of
-    the other groups, scored on the val songs of the held-out one); otherwise on all val songs. The best mean
+    the other groups, scored on the val songs of the held-out one) and the final head is fitted on every train
+    song. With one group (e.g. a catalog team's few hundred songs) a single validation split would be too small
+    to choose from, so train and val songs are pooled and scored by :data:`CV_FOLDS`-fold cross-validation
+    (stratified by genre), and the final head is fitted on all of them. The best mean
     forced accuracy sets the bar, and the *largest* ``l2`` within one standard error of it wins (the one-standard-
     error rule): of the heads the validation songs cannot tell apart, the one closest to the starting head, i.e.
     to what the backbone learnt from real music, since the synthetic songs should correct it only where they
-    must. The final head is fitted on every train song.
+    must. tau/m are chosen on the held-out predictions of the chosen ``l2``.
     """
     if not train_songs or not val_songs:
         raise ValueError("head training needs train and val songs")
     groups = sorted({s.group for s in val_songs} & {s.group for s in train_songs})
     grouped = len(groups) >= 2
-    folds = ([([s for s in train_songs if s.group != g], [s for s in val_songs if s.group == g]) for g in groups]
-             if grouped else [(list(train_songs), list(val_songs))])
+    if grouped:
+        folds = [([s for s in train_songs if s.group != g], [s for s in val_songs if s.group == g]) for g in groups]
+        final = list(train_songs)
+    else:
+        final = list(train_songs) + list(val_songs)
+        folds = _cross_validation_folds(final, CV_FOLDS)
     grid, fold_probs = [], {}
     for l2 in l2_grid:
         accs, probs_all, songs_all = [], [], []
@@ -159,7 +186,7 @@ def train_head(start: TagPriorHead, n_tags: int, train_songs: Sequence[HeadSong]
     probs, songs = fold_probs[best["l2"]]
     labels = [s.genre_index for s in songs]
     voting, selection = choose_voting(probs, labels, target_accuracy)
-    selection.update(l2=best["l2"], scheme="leave-one-group-out" if grouped else "validation songs",
+    selection.update(l2=best["l2"], scheme="leave-one-group-out" if grouped else f"{len(folds)}-fold cross-validation",
                      groups=groups, l2_rule="largest l2 within one standard error of the best", best_forced=top)
-    return HeadResult(head=fit_head(start, train_songs, best["l2"], n_tags), l2=best["l2"], voting=voting,
+    return HeadResult(head=fit_head(start, final, best["l2"], n_tags), l2=best["l2"], voting=voting,
                       selection=selection, val_report=evaluate_songs(probs, labels, voting), grid=grid)

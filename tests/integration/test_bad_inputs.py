@@ -24,7 +24,6 @@ from jobs.cli import run_job
 from jobs.models import DEFAULT_MODELS, resolve_models
 
 CONFIG = "configs/label-local.yaml"
-SR = 22050
 CAP_S = 600.0  # AudioConfig.max_duration_s: the longest stretch of a file that is analysed
 HOSTILE_IDS = ["../../etc/x", "a/b", "s3://other-bucket/key", " spaced id ", "ünï-код/.."]
 DECIDED_OR_NOT = {"classified", "unclassified"}
@@ -82,7 +81,8 @@ def _assert_labelled(row: pd.Series, seconds: float) -> None:
     assert row["status"] in DECIDED_OR_NOT and _null(row["error"])
     assert (not _null(row["genre"])) == (row["status"] == "classified")
     assert row["duration_s"] == pytest.approx(seconds, abs=0.01)
-    assert row["n_slices"] == n_slices_for(int(round(seconds * SR)), resolve_models(DEFAULT_MODELS).feature_config)
+    features = resolve_models(DEFAULT_MODELS).feature_config  # songs are decoded at the model's sample rate
+    assert row["n_slices"] == n_slices_for(int(round(seconds * features.sample_rate)), features)
     assert np.sum(row["probabilities"]) == pytest.approx(1.0, abs=1e-4)
 
 

@@ -98,3 +98,15 @@ def test_l2_is_the_stiffest_within_one_standard_error_of_the_best() -> None:
     assert (row["l2"], top) == (1e-1, 0.80) and abs(se - 0.04) < 1e-12
     row, _, _ = one_standard_error_choice(grid, n_val=10_000)  # se 0.004: 0.77 is now clearly worse
     assert row["l2"] == 1e-3
+
+
+def test_one_group_is_cross_validated_over_train_and_val_songs() -> None:
+    from genre_core.training.head import _cross_validation_folds
+
+    songs = [HeadSong(f"s{i:02d}", i % 3, np.zeros((1, 4), np.float32), "only") for i in range(30)]
+    folds = _cross_validation_folds(songs, 5)
+    assert len(folds) == 5
+    held = [s.song_id for _, va in folds for s in va]
+    assert sorted(held) == sorted(s.song_id for s in songs)  # every song held out exactly once
+    for tr, va in folds:
+        assert {s.genre_index for s in va} == {0, 1, 2} and not {s.song_id for s in tr} & {s.song_id for s in va}
