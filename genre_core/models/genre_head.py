@@ -102,6 +102,8 @@ class MusicnnGenreModel(nn.Module):
     def backbone_outputs(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, n_tags + n_penultimate]``: the backbone's tag logits and penultimate features side by side
         (what the head reads, and what training caches once per song)."""
+        if x.dim() == 4 and x.shape[1] == 1:  # [B, 1, n_mels, n_frames], as SliceCNN also takes (the GAN stage's)
+            x = x[:, 0]
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16(x.device, self.precision)):
             tag_logits, penultimate = self.backbone(x)
         return torch.cat([tag_logits, penultimate], dim=1).float()

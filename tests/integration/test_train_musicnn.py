@@ -45,7 +45,15 @@ def test_new_head_then_fine_tuning_from_it(catalog: Path, tmp_path: Path) -> Non
 
 
 def test_from_refuses_a_bundle_it_cannot_fine_tune(catalog: Path, tmp_path: Path, capsys) -> None:
-    slice_cnn = str(Path(__file__).resolve().parents[2] / "models" / "default" / "cnn")
+    from genre_core.artifacts import CNNBundle, save_cnn_bundle
+    from genre_core.config import GENRES, CNNConfig, FeatureConfig, VotingConfig
+    from genre_core.features import feature_version
+    from genre_core.models.cnn import SliceCNN
+
+    slice_cnn, features = str(tmp_path / "slice-cnn"), FeatureConfig()  # an (untrained) from-scratch CNN bundle
+    save_cnn_bundle(slice_cnn, SliceCNN(len(GENRES)), CNNBundle(
+        classes=GENRES, feature_config=features, cnn_config=CNNConfig(), voting=VotingConfig(),
+        feature_version=feature_version(features), n_mels=features.n_mels, n_frames=features.slice_frames))
     assert run_job(train, ["cnn", "--catalog", str(catalog), "--out", str(tmp_path / "x"), "--from",
                            slice_cnn]) == 2
     assert "only a musicnn bundle can be fine-tuned" in capsys.readouterr().err

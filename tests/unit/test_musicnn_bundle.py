@@ -31,6 +31,7 @@ def test_round_trip_keeps_outputs_prior_and_backbone_record(tmp_path: Path) -> N
     model.eval()
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x), model(x))
+        torch.testing.assert_close(loaded(x.unsqueeze(1)), model(x))  # the channel axis the GAN stage adds
     torch.testing.assert_close(loaded.head.prior, model.head.prior)
     recorded = json.loads((BACKBONE / "backbone.json").read_text())["weights_sha256"]
     assert loaded_meta.backbone["weights_sha256"] == recorded and loaded_meta.backbone["name"] == "musicnn-msd"
