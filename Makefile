@@ -45,7 +45,8 @@ demo: setup
 		pd.read_parquet('$(DEMO)/catalog-shifted/catalog.parquet')]).to_parquet('$(DEMO)/catalog.parquet')"
 	$(BIN)/python -m jobs.label --catalog $(DEMO)/catalog.parquet --output $(DEMO)/labels --config configs/label-local.yaml
 	$(BIN)/python -m jobs.labels show --output $(DEMO)/labels
-	@echo "labels: $(abspath $(DEMO))/labels/labels (published runs listed in $(abspath $(DEMO))/labels/_published)"
+	$(BIN)/python -m jobs.labels history --output $(DEMO)/labels
+	@echo "labels: the Iceberg table genre_tagger.labels, catalog $(abspath $(DEMO))/labels/catalog.db, warehouse $(abspath $(DEMO))/labels/warehouse"
 	$(BIN)/python -m jobs.evaluate --labels $(DEMO)/labels --truth $(DEMO)/catalog.parquet \
 		--ablation benchmarks/RESULTS.md --out $(DEMO)/report
 
