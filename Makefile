@@ -82,6 +82,9 @@ bench: setup $(CORPUS)/corpus/catalog.parquet $(CORPUS)/shifted/catalog.parquet
 	$(BIN)/python benchmarks/memory.py --catalog $(CORPUS)/corpus/catalog.parquet --sizes 250,2500
 	$(BIN)/python benchmarks/gan_cost.py --catalog $(CORPUS)/shifted/catalog.parquet --limit 200
 	$(BIN)/python benchmarks/profile_job.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 1000
+	$(BIN)/python benchmarks/scale.py --design store --tracks 1000000
+	$(BIN)/python benchmarks/scale.py --design store --tracks 3000000
+	$(BIN)/python benchmarks/scale.py --design table --tracks 10000000
 
 $(CORPUS)/corpus/catalog.parquet:
 	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --out $(CORPUS)/corpus
