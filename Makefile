@@ -57,7 +57,8 @@ demo: setup
 		pd.read_parquet('$(DEMO)/catalog-shifted/catalog.parquet')]).to_parquet('$(DEMO)/catalog.parquet')"
 	$(BIN)/python -m jobs.label --catalog $(DEMO)/catalog.parquet --output $(DEMO)/labels --config configs/label-local.yaml
 	$(BIN)/python -m jobs.labels show --output $(DEMO)/labels
-	@echo "labels: $(abspath $(DEMO))/labels/labels (published runs listed in $(abspath $(DEMO))/labels/_published)"
+	$(BIN)/python -m jobs.labels history --output $(DEMO)/labels
+	@echo "labels: the Iceberg table genre_tagger.labels, catalog $(abspath $(DEMO))/labels/catalog.db, warehouse $(abspath $(DEMO))/labels/warehouse"
 	$(BIN)/python -m jobs.evaluate --labels $(DEMO)/labels --truth $(DEMO)/catalog.parquet \
 		--ablation benchmarks/RESULTS.md --out $(DEMO)/report
 
@@ -95,6 +96,9 @@ bench: setup $(CORPUS)/corpus/catalog.parquet $(CORPUS)/shifted/catalog.parquet
 	$(BIN)/python benchmarks/memory.py --catalog $(CORPUS)/corpus/catalog.parquet --sizes 250,2500
 	$(BIN)/python benchmarks/gan_cost.py --catalog $(CORPUS)/shifted/catalog.parquet --limit 200
 	$(BIN)/python benchmarks/profile_job.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 1000
+	$(BIN)/python benchmarks/scale.py --design store --tracks 1000000
+	$(BIN)/python benchmarks/scale.py --design store --tracks 3000000
+	$(BIN)/python benchmarks/scale.py --design table --tracks 10000000
 
 $(CORPUS)/corpus/catalog.parquet:
 	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --soundfonts $(SOUNDFONTS) --out $(CORPUS)/corpus

@@ -40,7 +40,8 @@ from _catalogs import first_rows  # noqa: E402
 from _results import record  # noqa: E402
 
 from genre_core.artifacts import load_cnn_bundle  # noqa: E402
-from genre_core.label_store import latest_labels, manifests  # noqa: E402
+from genre_core.label_runs import runs  # noqa: E402
+from genre_core.label_table import locate, open_table, read_labels  # noqa: E402
 from genre_core.stages import label_song_by_song  # noqa: E402
 from jobs import label  # noqa: E402
 from jobs.cli import run_job  # noqa: E402
@@ -87,14 +88,17 @@ def measure(df: pd.DataFrame, models_dir: str, args: argparse.Namespace) -> tupl
         if run_job(label, job) != 0:
             raise SystemExit(f"the labelling job failed with {models_dir}")
         ray_s = time.perf_counter() - started
-        verdict = compare(ours, latest_labels(os.path.join(tmp, "labels")))
-        stats = manifests(os.path.join(tmp, "labels"))[-1].stats
+        table = locate(os.path.join(tmp, "labels"))
+        verdict = compare(ours, read_labels(table))
+        stats = runs(open_table(table))[-1].stats
 
     n = len(df)
     sequential, threaded = n / single_s[1], n / single_s[DEFAULT_THREADS]
     ray_rate = n / ray_s
     pipeline_s, first_s = stats["pipeline_s"], stats["first_labels_s"]
-    steady = (n - stats["first_labels_rows"]) / (pipeline_s - first_s)
+    # labels arrive a data file (resources.rows_per_file rows) at a time: with one file, no steady state is seen
+    rest = n - stats["first_labels_rows"]
+    steady = rest / (pipeline_s - first_s) if rest else n / pipeline_s
     ratio = ray_rate / sequential
     with_ray_start = n / (ray_start_s + ray_s)  # the same job where the Ray it runs on starts with it
     gan = "CNN + GAN" if models.gan_url else "CNN only"

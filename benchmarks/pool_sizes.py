@@ -27,7 +27,8 @@ from _catalogs import first_rows  # noqa: E402
 from _results import record  # noqa: E402
 from profile_job import CPUAccount  # noqa: E402
 
-from genre_core.label_store import manifests  # noqa: E402
+from genre_core.label_runs import runs  # noqa: E402
+from genre_core.label_table import locate, open_table  # noqa: E402
 
 
 def with_overrides(config: dict, variant: str) -> dict:
@@ -75,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - started
             account.stop.set()
             account.join()
-            stats = manifests(out)[-1].stats
-            steady = (args.limit - stats["first_labels_rows"]) / (stats["pipeline_s"] - stats["first_labels_s"])
+            stats = runs(open_table(locate(out)))[-1].stats
+            rest = args.limit - stats["first_labels_rows"]  # 0 when every label came in one data file
+            steady = (rest / (stats["pipeline_s"] - stats["first_labels_s"]) if rest
+                      else args.limit / stats["pipeline_s"])
             cpu = sum(user + system for _, user, system, _ in account.seen.values())
             lines.append(f"| {variant or '(as configured)'} | {wall:.1f} | {stats['first_labels_s']:.1f} | "
                          f"{steady:.1f} | {args.limit / wall:.1f} | {1000 * cpu / args.limit:.1f} |")

@@ -32,7 +32,8 @@ PARTS = (
     ("GAN stage", ("GANStage", "refine (refine.py")),
     ("CNN + vote", ("slice_probabilities", "CNNActor")),
     ("decode + log-mel", ("DecodeStage", "load_audio", "song_slices")),
-    ("writing labels (driver)", ("write_part", "label_table")),
+    ("writing labels (writer actor)", ("write_part", "label_rows")),
+    ("committing labels (driver)", ("_commit_with_retry", "rewrite_without")),
 )
 FRAME_FILE = re.compile(r" \((?:[^()]*/)?([^/()]+?)(?::\d+)?\)$")
 

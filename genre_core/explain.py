@@ -17,6 +17,7 @@ from genre_core.artifacts import CNNBundle
 from genre_core.models.gan import GANBundle
 from genre_core.schema import (
     STATUS_CLASSIFIED,
+    STATUS_CURATED,
     STATUS_ERROR,
     STATUS_GAN_RESOLVED,
     STATUS_UNCLASSIFIED,
@@ -56,6 +57,13 @@ def reason(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None
         return (f"the track could not be labelled: {row.get('error') or 'no reason recorded'}. Fix or replace the "
                 "audio at its audio_uri; the next nightly run retries error rows")
     shares = vote_shares(row.get("probabilities"))
+    if status == STATUS_CURATED:
+        genre = _text(row.get("genre"))
+        if shares is None:
+            return f"a person set its genre ({genre}, the catalog's curated genre); the model has no votes for it"
+        model_top = classes[int(np.argmax(shares))]
+        agrees = "agrees" if model_top == genre else f"disagrees: its votes say {model_top}"
+        return f"a person set its genre ({genre}, the catalog's curated genre), which is kept; the model {agrees}"
     if shares is None:
         return f"status {status} without votes"
     order = np.argsort(-shares, kind="stable")

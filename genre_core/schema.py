@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from genre_core import storage
@@ -24,8 +25,10 @@ STATUS_CLASSIFIED = "classified"
 STATUS_GAN_RESOLVED = "gan_resolved"
 STATUS_UNCLASSIFIED = "unclassified"
 STATUS_ERROR = "error"
-STATUSES: tuple[str, ...] = (STATUS_CLASSIFIED, STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED, STATUS_ERROR)
-DECIDED_STATUSES: frozenset[str] = frozenset({STATUS_CLASSIFIED, STATUS_GAN_RESOLVED})
+STATUS_CURATED = "curated"  # genre set by a person (catalog column curated_genre); the model's votes beside it
+STATUSES: tuple[str, ...] = (STATUS_CLASSIFIED, STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED, STATUS_ERROR,
+                             STATUS_CURATED)
+DECIDED_STATUSES: frozenset[str] = frozenset({STATUS_CLASSIFIED, STATUS_GAN_RESOLVED})  # decided by the models
 
 CATALOG_REQUIRED = pa.schema([
     pa.field("track_id", pa.string(), nullable=False),
@@ -142,18 +145,59 @@ def read_catalog(url: str) -> pd.DataFrame:
         check_catalog_columns(table.column_names)
     except ValueError as exc:
         raise CatalogError(f"catalog {url}: {exc}") from exc
+    message = catalog_fault_message(url, catalog_faults(
+        table.select(["track_id", "audio_uri"]).append_column("_row", pa.array(range(table.num_rows), pa.int64()))))
+    if message:
+        raise CatalogError(message)
     df = table.to_pandas()
     ids = df["track_id"]
-    bad = df.index[ids.isna() | (ids.astype(str).str.strip() == "")].tolist()
-    if bad:
-        raise CatalogError(f"catalog {url}: null or empty track_id in row(s) {bad[:20]}")
-    dup_rows = ids[ids.duplicated(keep=False)].astype(str)
-    if len(dup_rows):
-        where = [f"{tid!r} in rows {rows.index.tolist()}" for tid, rows in list(dup_rows.groupby(dup_rows))[:20]]
-        raise CatalogError(f"catalog {url}: duplicate track_id(s): {'; '.join(where)}")
-    nulls = df.index[df["audio_uri"].isna()].tolist()
-    if nulls:
-        raise CatalogError(f"catalog {url}: null audio_uri in row(s) {nulls[:20]} "
-                           f"(track_id {df.loc[nulls[:20], 'track_id'].tolist()})")
     df["track_id"] = ids.astype(str)
     return df
+
+
+def catalog_faults(rows: pa.Table) -> dict[str, Any]:
+    """Row-level faults of (a part of) a catalog with ``track_id``, ``audio_uri`` and ``_row`` (the row number in
+    the whole catalog): ``null_id`` (null or blank track_id), ``duplicate`` (track_id -> rows; complete when
+    every row of a track_id is in ``rows``), ``null_uri`` ((row, track_id) pairs). Empty lists when all is well."""
+    ids = rows.column("track_id").cast(pa.string())
+    row_no = rows.column("_row").to_numpy()
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids), ""), True)
+    null_id = sorted(row_no[blank.to_numpy(zero_copy_only=False)].tolist())
+    counts = pc.value_counts(pc.drop_null(ids))
+    repeated = [v.as_py() for v, n in zip(counts.field("values"), counts.field("counts"), strict=True)
+                if n.as_py() > 1]
+    duplicate: dict[str, list[int]] = {}
+    if repeated:
+        hit = pc.is_in(ids, value_set=pa.array(repeated, pa.string())).to_numpy(zero_copy_only=False)
+        for tid, r in zip(np.asarray(ids.to_pylist(), dtype=object)[hit], row_no[hit], strict=True):
+            duplicate.setdefault(str(tid), []).append(int(r))
+    no_uri = pc.is_null(rows.column("audio_uri")).to_numpy(zero_copy_only=False)
+    null_uri = sorted(zip(row_no[no_uri].tolist(), np.asarray(ids.to_pylist(), dtype=object)[no_uri].tolist(),
+                          strict=True)) if no_uri.any() else []
+    return {"null_id": null_id, "duplicate": {k: sorted(v) for k, v in duplicate.items()}, "null_uri": null_uri}
+
+
+def merge_catalog_faults(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The faults of a whole catalog from those of parts that never split a track_id between them."""
+    out: dict[str, Any] = {"null_id": [], "duplicate": {}, "null_uri": []}
+    for p in parts:
+        out["null_id"] += p["null_id"]
+        out["duplicate"].update(p["duplicate"])
+        out["null_uri"] += p["null_uri"]
+    out["null_id"].sort()
+    out["null_uri"].sort()
+    return out
+
+
+def catalog_fault_message(url: str, faults: dict[str, Any]) -> str | None:
+    """The error naming the first kind of fault found (null ids, then duplicates, then null URIs), or None."""
+    if faults["null_id"]:
+        return f"catalog {url}: null or empty track_id in row(s) {faults['null_id'][:20]}"
+    if faults["duplicate"]:
+        dups = sorted(faults["duplicate"].items(), key=lambda kv: kv[1][0])[:20]
+        where = [f"{tid!r} in rows {rows}" for tid, rows in sorted(dups)]
+        return f"catalog {url}: duplicate track_id(s): {'; '.join(where)}"
+    if faults["null_uri"]:
+        rows = [r for r, _ in faults["null_uri"][:20]]
+        return f"catalog {url}: null audio_uri in row(s) {rows} (track_id {[t for _, t in faults['null_uri'][:20]]})"
+    return None

@@ -1,19 +1,18 @@
 """The labelling pipeline as plain callables over column batches (``dict[str, np.ndarray]``).
 
 ``DecodeStage`` (audio -> slices, :mod:`genre_core.decoding`) -> ``CNNVoter`` (slices -> votes, see
-:mod:`genre_core.labelling`) -> ``GANStage`` (unclassified songs -> GAN refinement) -> :func:`label_table` (rows of
-the labels schema). Ray runs the first three as actor pools (``jobs/label_pipeline.py``); tests and the sequential
-reference call them directly. One row is one song throughout, so voting never needs a shuffle.
+:mod:`genre_core.labelling`) -> ``GANStage`` (unclassified songs -> GAN refinement) -> ``LabelFileWriter`` (rows of
+the labels schema written as data files of the labels table, :mod:`genre_core.label_writer`). Ray runs them as
+actor pools (``jobs/label_pipeline.py``); tests and the sequential reference call them directly. One row is one
+song throughout, so voting never needs a shuffle.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import torch
 
 from genre_core.allocator import keep_freed_memory
@@ -23,25 +22,7 @@ from genre_core.decoding import DecodeStage, as_column
 from genre_core.labelling import CNNVoter
 from genre_core.models.gan import GANBundle, Generator, load_gan_bundle
 from genre_core.refine import refine_unclassified
-from genre_core.schema import (
-    LABEL_COLUMNS,
-    STATUS_GAN_RESOLVED,
-    STATUS_UNCLASSIFIED,
-    labels_table,
-)
-
-
-def label_table(batch: dict[str, Any], classes: list[str], *, model_version: str, gan_version: str | None,
-                feature_version: str, run_id: str, labelled_at: datetime) -> pa.Table:
-    """Rows of the labels schema from a finished batch (vote and refinement columns present)."""
-    n = len(batch["track_id"])
-    rows = []
-    for i in range(n):
-        row = {c: (batch[c][i] if c in batch else None) for c in LABEL_COLUMNS}
-        row.update(model_version=model_version, gan_version=gan_version, feature_version=feature_version,
-                   run_id=run_id, labelled_at=labelled_at)
-        rows.append(row)
-    return labels_table(rows, classes)
+from genre_core.schema import STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED
 
 
 def load_gan_for(gan_url: str, cnn: CNNBundle, device: str | None = None) -> tuple[Generator, GANBundle]:

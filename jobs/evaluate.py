@@ -9,7 +9,7 @@ the share of songs given a genre. The per-song pictures decode a few songs' audi
 catalog) with the models of --models.
 
 Examples:
-  # the labels written by `genre-job label`, against the catalog's genres
+  # the labels table written by `genre-job label`, against the catalog's genres
   genre-job evaluate --labels data/demo/labels --truth data/demo/catalog.parquet --out data/demo/report
   # with the GAN ablation table (from benchmarks/gan_ablation.py --out-json, or benchmarks/RESULTS.md)
   genre-job evaluate --labels s3://bucket/labels --truth s3://bucket/catalog/ --out report \\
@@ -28,18 +28,21 @@ from typing import Any
 
 import pandas as pd
 
-from genre_core import storage
+from genre_core import label_table, storage
 from genre_core.artifacts import BundleError
 from genre_core.config import ConfigError
-from genre_core.label_store import PUBLISHED, latest_labels
+from genre_core.label_table import CATALOG_FILE
 from genre_core.report import ReportRequest, build_report, clean, evaluate
 from genre_core.schema import classes_of, read_parquet
 from jobs.models import resolve_models
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--labels", help="labels root written by `genre-job label` (its latest label per track), "
-                                         "or a labels Parquet file/folder; local or s3://")
+    parser.add_argument("--labels", help="labels table written by `genre-job label` (its --output: the current label "
+                                         "of every track), or a labels Parquet file/folder; local or s3://")
+    parser.add_argument("--table-catalog", default=None, metavar="URI",
+                        help="SQL catalog of the labels table, as for `genre-job label` (default: the SQLite "
+                             "catalog beside a local --labels)")
     parser.add_argument("--truth", help="catalog Parquet with track_id and genre (and audio_uri for the pictures)")
     parser.add_argument("--catalog", help="label this catalog first with the CNN (no Ray); it is also the truth")
     parser.add_argument("--models", default=None,
@@ -59,14 +62,14 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio-root", default=None, help="with --catalog: audio URIs must lie inside it")
 
 
-def read_labels(url: str) -> tuple[pd.DataFrame, list[str]]:
-    """Labels and their class list: the latest label per track of a labels root written by the job (it has
-    _published/), else the Parquet file(s) at ``url`` as they are."""
+def read_labels(url: str, table_catalog: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Labels and their class list: the current label of every track in the labels table written by the job
+    (``url`` its warehouse; a local one holds its SQLite catalog), else the Parquet file(s) at ``url`` as they are."""
     fs, path = storage.filesystem(url)
-    if fs.exists(storage.join(path, PUBLISHED)):
-        df = latest_labels(url)
+    if table_catalog or (not storage.is_remote(url) and fs.exists(storage.join(path, CATALOG_FILE))):
+        df = label_table.read_labels(label_table.locate(url, catalog_uri=table_catalog))
         if df.empty:
-            raise FileNotFoundError(f"no published labels under {url}")
+            raise FileNotFoundError(f"the labels table at {url} has no committed labels yet")
         return df, list(df.attrs["classes"])
     if not fs.exists(path):
         raise FileNotFoundError(f"no labels at {url}: label a catalog first with "
@@ -132,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             labels, truth, classes, info = _label_first(args)
             labels_source = f"{args.catalog} (labelled now with the CNN alone)"
         elif args.labels and args.truth:
-            labels, classes = read_labels(args.labels)
+            labels, classes = read_labels(args.labels, args.table_catalog)
             truth, info, labels_source = read_truth(args.truth, args.split), {}, args.labels
         else:
             raise ConfigError("give --labels and --truth (labels from `genre-job label` and the catalog with the "

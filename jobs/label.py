@@ -1,17 +1,24 @@
-"""Label a catalog on Ray: decode/slice tasks -> CNN voting actors -> GAN actors (unclassified only) -> publish.
+"""Label a catalog on Ray: decode/slice -> CNN voting actors -> GAN actors (unclassified only) -> the labels table.
 
-Reads a catalog Parquet (one file or a folder/prefix; local or s3://) with track_id and audio_uri, and
-publishes one label row per catalog track under --output (see genre_core/label_store.py for the layout).
-Readers see a run only once it is published.
+Reads a catalog Parquet (one file or a folder/prefix; local or s3://) with track_id and audio_uri (and, when
+present, curated_genre: a genre set by a person), and upserts one label row per catalog track into the labels
+table, an Apache Iceberg table (see genre_core/label_table.py) whose warehouse is --output. The workers write
+the table's data files; the driver commits them every --commit-every songs, so a long backfill is durable in
+steps, and readers see a commit's rows once it is made. Runs may overlap: a commit that meets another is
+planned again and retried.
 
 Modes:
-  nightly   skip tracks that already have a published label from the same model versions (default)
-  backfill  relabel every track (e.g. with a new model)
+  nightly   skip tracks that already have a label from the same model versions (errors are retried; default)
+  backfill  relabel every track (e.g. with a new model); a backfill that was killed continues where it stopped
+            when run again (only tracks lacking a label of its model versions made since it began)
+
+Curated genres: a catalog column (labels.curated_column, default curated_genre) gives the genre a person set;
+such tracks get status curated with that genre, the model's votes beside it, in every mode.
 
 Examples:
   genre-job label --catalog data/demo/catalog.parquet --output data/demo/labels
   genre-job label --catalog s3://bucket/catalog/ --output s3://bucket/labels --mode backfill \\
-      --models s3://bucket/models/v2 --config configs/label-cluster.yaml
+      --table-catalog postgresql://user@db/labels --models s3://bucket/models/v2 --config configs/label-cluster.yaml
   ray job submit --working-dir . -- python -m jobs.label --catalog s3://bucket/catalog/ --output s3://bucket/labels
 
 S3 endpoint and credentials come from the standard AWS environment variables (AWS_ENDPOINT_URL included).
@@ -25,13 +32,15 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-import pandas as pd
-
 from genre_core import storage
-from genre_core.config import ConfigError
-from genre_core.label_store import Manifest, PublishError, RunWriter, latest_labels, remove_unpublished
-from genre_core.schema import read_catalog
-from jobs.models import ModelSet, resolve_models
+from genre_core.catalog_files import catalog_files
+from genre_core.config import ConfigError, read_yaml
+from genre_core.label_commit import CommitError, RunCommitter, RunManifest
+from genre_core.label_runs import resumable_backfill
+from genre_core.label_selection import Selection
+from genre_core.label_table import LabelsNotFound, LabelTable, TableSettings, locate, open_table
+from genre_core.schema import CatalogError
+from jobs.models import resolve_models
 from jobs.resources import load_resources
 
 MODES = ("nightly", "backfill")
@@ -39,12 +48,20 @@ MODES = ("nightly", "backfill")
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--catalog", required=True, help="catalog Parquet file or folder/prefix (local or s3://)")
-    parser.add_argument("--output", required=True, help="labels root (local folder or s3:// prefix)")
+    parser.add_argument("--output", required=True,
+                        help="labels table warehouse (local folder or s3:// prefix); a local one holds the "
+                             "embedded catalog too (LABELS/catalog.db)")
+    parser.add_argument("--table-catalog", default=None, metavar="URI",
+                        help="SQL catalog of the labels table (sqlite:////path/labels.db, postgresql://...); "
+                             "default: labels.catalog of --config, else LABELS/catalog.db beside a local warehouse")
     parser.add_argument("--models", default=None,
                         help="folder with cnn/ and (optional) gan/ bundles (default: $GENRE_TAGGER_MODELS, "
                              "else models/default shipped in the repo)")
-    parser.add_argument("--config", default=None, help="YAML with a resources: section (configs/label-*.yaml)")
+    parser.add_argument("--config", default=None,
+                        help="YAML with a resources: section and optional labels: section (configs/label-*.yaml)")
     parser.add_argument("--mode", choices=MODES, default="nightly", help="nightly (default) or backfill")
+    parser.add_argument("--commit-every", type=int, default=None, metavar="N",
+                        help="songs per commit of the labels table (default: labels.commit_every, 50000)")
     parser.add_argument("--limit", type=int, default=None, help="label at most N tracks (after skipping)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be labelled, start nothing")
     parser.add_argument("--no-gan", action="store_true", help="skip the GAN stage even if a GAN bundle exists")
@@ -54,73 +71,89 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray started by this job")
 
 
-def tracks_to_label(catalog: pd.DataFrame, output: str, models: ModelSet, mode: str) -> tuple[pd.DataFrame, int]:
-    """(catalog rows to label, number skipped). Nightly skips tracks whose latest published label comes from
-    the same model, GAN and feature versions and is not an error (errors are retried)."""
-    if mode == "backfill":
-        return catalog, 0
-    done = latest_labels(output)
-    if done.empty:
-        return catalog, 0
-    same = (
-        (done["model_version"] == models.cnn_version)
-        & (done["gan_version"].fillna("") == (models.gan_version or ""))
-        & (done["feature_version"] == models.feature_version)
-        & (done["status"] != "error")
-    )
-    skip = set(done.loc[same, "track_id"])
-    todo = catalog[~catalog["track_id"].isin(skip)]
-    return todo, len(catalog) - len(todo)
+def table_from_args(args: argparse.Namespace, settings: TableSettings | None = None) -> LabelTable:
+    """The labels table named by --output, --table-catalog and the config's labels: section."""
+    settings = settings or _settings(getattr(args, "config", None))
+    return locate(args.output, settings, getattr(args, "table_catalog", None))
+
+
+def _settings(config: str | None) -> TableSettings:
+    """The config's labels: section (defaults without one)."""
+    return TableSettings.from_yaml_section(read_yaml(config).get("labels") if config else None)
 
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         resources = load_resources(args.config)
+        settings = _settings(args.config)
         models = resolve_models(args.models, use_gan=not args.no_gan)
-        catalog = read_catalog(args.catalog)
+        table = table_from_args(args, settings)
+        ice = open_table(table)
+    except LabelsNotFound:
+        ice = None  # the first run creates the table, once its plan is made
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    output = storage.absolute(args.output)
-    todo, skipped = tracks_to_label(catalog, output, models, args.mode)
-    if args.limit is not None:
-        todo = todo.head(args.limit)
-    print(f"catalog {args.catalog}: {len(catalog)} tracks; {args.mode}: {len(todo)} to label, {skipped} already "
-          f"labelled with these models\nmodels: cnn {models.cnn_version}, gan {models.gan_version or '-'}, "
-          f"features {models.feature_version}\noutput: {output}", flush=True)
+    try:
+        files = catalog_files(args.catalog)  # footers only: an unreadable catalog stops the job before Ray starts
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from jobs import label_pipeline  # Ray: the catalog is read and the selection made on the cluster
+    from jobs.label_plan import plan_run
+
+    label_pipeline.init_ray(args.ray_address, args.num_cpus)
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    now_us = int(time.time() * 1e6)
+    resumed = None
+    if args.mode == "backfill" and ice is not None:
+        resumed = resumable_backfill(ice, models.cnn_version, models.gan_version, models.feature_version)
+    since_us = int(datetime.fromisoformat(resumed.started_at).timestamp() * 1e6) if resumed else now_us
+    selection = Selection(args.mode, models.cnn_version, models.gan_version, models.feature_version, since_us)
+    try:
+        plan = plan_run(files, table, selection, settings.curated_column, limit=args.limit)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    resume_note = f" (continues backfill {resumed.run_id}, killed at {resumed.n_rows}/{resumed.n_todo})" \
+        if resumed else ""
+    print(f"catalog {args.catalog}: {plan.n_catalog} tracks; {args.mode}{resume_note}: {plan.n_todo} to label, "
+          f"{plan.n_catalog - plan.n_todo} already labelled with these models\nmodels: cnn {models.cnn_version}, "
+          f"gan {models.gan_version or '-'}, features {models.feature_version}\nlabels table: {table.describe()}"
+          f"\nplanned in {plan.seconds:.1f} s", flush=True)
     if args.dry_run:
         print(f"dry run: nothing started; resources {resources}")
         return 0
-    if todo.empty:
+    if plan.n_todo == 0:
         print("nothing to label")
         return 0
-
-    from jobs import label_pipeline  # imports Ray only when there is work
-
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    removed = remove_unpublished(output)
-    if removed:
-        print(f"removed {len(removed)} folder(s) of unpublished earlier runs")
-    writer = RunWriter(output, Manifest(
+    commit_every = args.commit_every or settings.commit_every
+    open_table(table, create=True)
+    manifest = RunManifest(
         run_id=run_id, mode=args.mode, catalog=args.catalog, model_version=models.cnn_version,
         gan_version=models.gan_version, feature_version=models.feature_version, classes=models.classes,
-        started_at=datetime.now(timezone.utc).isoformat(),
-    ))
-    label_pipeline.init_ray(args.ray_address, args.num_cpus)
-    stats = label_pipeline.label_tracks(todo, models, resources, writer, run_id, audio_root=args.audio_root)
-    writer.manifest.stats = stats
+        n_todo=plan.n_todo, started_at=datetime.fromtimestamp(since_us / 1e6, timezone.utc).isoformat(),
+        resumes=resumed.resumes or resumed.run_id if resumed else None)
+    committer = RunCommitter(table, manifest, commit_every, rewrite_map=label_pipeline.ray_map,
+                             log=lambda msg: print(msg, flush=True))
     try:
-        manifest = writer.publish(set(todo["track_id"]))
-    except PublishError as exc:
+        stats = label_pipeline.label_tracks(plan, models, resources, committer, run_id,
+                                            audio_root=args.audio_root, curated_column=settings.curated_column)
+    except CommitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    m = committer.manifest
+    if m.n_rows != plan.n_todo:
+        print(f"error: run {run_id} committed {m.n_rows} of the {plan.n_todo} tracks it set out to label; rerun it "
+              f"to label the rest", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - started
-    counts = ", ".join(f"{k} {v}" for k, v in manifest.status_counts.items())
-    print(f"published run {run_id}: {manifest.n_rows} tracks ({counts}); GAN stage processed "
-          f"{stats['gan_songs']} unclassified songs\n{manifest.n_rows / stats['pipeline_s']:.2f} songs/s in the "
-          f"pipeline, wall time {wall:.1f} s\nlabels: {output}/labels (read the latest per track with "
-          f"`genre-job labels show --output {output}`)")
+    counts = ", ".join(f"{k} {v}" for k, v in m.status_counts.items())
+    print(f"committed run {run_id}: {m.n_rows} tracks in {m.commit} commit(s) ({counts}); {committer.conflicts} "
+          f"commit conflict(s) retried; GAN stage processed {stats['gan_songs']} unclassified songs\n"
+          f"{m.n_rows / stats['pipeline_s']:.2f} songs/s in the pipeline, wall time {wall:.1f} s\n"
+          f"labels: {table.describe()} (`genre-job labels show --output {storage.absolute(args.output)}`)")
     return 0
 
 

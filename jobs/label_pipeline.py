@@ -4,14 +4,16 @@
       --> CNN actor pool (CNNVoter; classified songs drop their spectrograms)
           [decode.in_cnn_actors: the CNN actors decode their blocks themselves (DecodeAndVoteActor)]
       --> GAN actor pool (GANStage; only unclassified songs carry spectrograms, others pass untouched)
-      --> driver: label rows -> staged Parquet parts (RunWriter)
+      --> writer actor (LabelFileWriter): label rows -> data files of the labels table, ``rows_per_file`` a file
+      --> driver: the files' metadata -> one Iceberg commit per ``commit_every`` songs (RunCommitter)
 
 One linear Ray Data pipeline (no filter + union, which would re-run the upstream stages). Every stage is an
 actor pool: a worker process imports its libraries and loads its model or mel filters once, whereas stateless
 decode tasks ran in workers that Ray retired whenever they idled under back-pressure, paying that start-up again
 (see benchmarks/RESULTS.md, "Profile hotspot of the labelling job"). Fault tolerance is set explicitly from
 ``resources.retries``: a dead actor is restarted and the batch it held is rerun. Every stage is deterministic,
-so a rerun yields the same rows, and the driver stages each row exactly once.
+so a rerun yields the same rows; a rerun batch rewrites its own data file (deterministic names), and the driver
+commits each track exactly once (genre_core/label_commit.py).
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ from __future__ import annotations
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import ray
 
 from genre_core.config import AudioConfig
 from genre_core.decoding import DecodeStage, as_column
-from genre_core.label_store import RunWriter
+from genre_core.label_commit import RunCommitter
+from genre_core.label_writer import PART_COLUMN, LabelFileWriter, read_part
 from genre_core.labelling import CNNVoter
-from genre_core.stages import GANStage, label_table
+from genre_core.stages import GANStage
+from jobs.label_plan import Plan, todo_blocks
 from jobs.models import ModelSet
 from jobs.resources import PoolResources, ResourcesConfig, RetryResources
 
@@ -122,24 +125,33 @@ class GANActor(GANStage):
         return super().__call__(restore_nulls(batch))
 
 
-def _none_if_missing(value: Any) -> Any:
-    """None for a missing value however the block conversion wrote it (None, NaN of an all-null column, pd.NA)."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    return value
-
-
 def _actor_pool(size: int, num_cpus: float, num_gpus: float, retries: RetryResources) -> dict[str, Any]:
     """The ``map_batches`` arguments of a fixed-size pool of actors that each take numpy batches, with restarts."""
     return {"compute": ray.data.ActorPoolStrategy(size=size), "batch_format": "numpy", "num_cpus": num_cpus,
             "num_gpus": num_gpus, "max_restarts": retries.actor_restarts, "max_task_retries": retries.actor_task}
 
 
-def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, audio_root: str | None):
-    rows = todo[["track_id", "audio_uri"]].to_dict("records")
-    k = res.decode.block_size(len(rows), res.decoders)
-    # from_items builds the blocks in the driver (from_pandas would start a metadata task per block)
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // k)))
+def ray_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``map(fn, items)`` as Ray tasks (the commit's file rewrites); in this process for one item or none. The tasks
+    reserve no CPU: they run beside the pools, which may hold every CPU while a run commits."""
+    if len(items) <= 1:
+        return [fn(i) for i in items]
+    task = ray.remote(num_cpus=0)(fn)
+    return ray.get([task.remote(i) for i in items])
+
+
+class WriterActor(LabelFileWriter):
+    """The writer actor: label rows -> data files of the labels table, ``rows_per_file`` rows a call."""
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return super().__call__(restore_nulls(batch))
+
+
+def build_dataset(plan: Plan, models: ModelSet, res: ResourcesConfig, audio_root: str | None,
+                  writer: dict[str, Any]):
+    """The pipeline over the plan's todo (catalog rows in blocks of ``decode.songs_per_block``), ending in the
+    writer actor."""
+    ds = ray.data.from_arrow_refs(todo_blocks(plan, res.decode.block_size(plan.n_todo, res.decoders)))
     decode_kwargs = {"feature_cfg": models.feature_config,
                      "audio_cfg": AudioConfig(sample_rate=models.feature_config.sample_rate), "root": audio_root}
     cnn_kwargs = {"bundle_url": models.cnn_url, "device": _device(res.cnn), "torch_threads": res.torch_threads,
@@ -161,44 +173,43 @@ def build_dataset(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, au
             batch_size=res.gan.batch_size,
             **_actor_pool(res.gan.concurrency, res.gan.num_cpus, res.gan.num_gpus, res.retries),
         )
-    return ds
+    # one long-lived writer reserving no CPU (the pools may hold them all; a task per file would wait for a fresh
+    # worker process each time); restarted like any actor, a rerun batch rewrites its own file
+    return ds.map_batches(WriterActor, fn_constructor_kwargs=writer, batch_size=res.rows_per_file,
+                          **_actor_pool(1, 0, 0, res.retries))
 
 
-def label_tracks(todo: pd.DataFrame, models: ModelSet, res: ResourcesConfig, writer: RunWriter, run_id: str,
-                 audio_root: str | None = None) -> dict[str, Any]:
-    """Run the pipeline over ``todo`` and stage every label row; returns run statistics."""
+def label_tracks(plan: Plan, models: ModelSet, res: ResourcesConfig, committer: RunCommitter, run_id: str,
+                 audio_root: str | None = None, curated_column: str | None = None) -> dict[str, Any]:
+    """Run the pipeline over the plan's todo; the workers write the label rows, ``committer`` commits them as they come
+    (every ``commit_every`` songs, and what is left at the end). Returns run statistics."""
     started = time.perf_counter()
-    ds = build_dataset(todo, models, res, audio_root)
-    total, done, last_print = len(todo), 0, time.perf_counter()
-    pending: list[pd.DataFrame] = []
-    stats = {"cnn_unclassified": 0, "gan_songs": 0, "gan_slices": 0}
-    versions = {"model_version": models.cnn_version, "gan_version": models.gan_version,
-                "feature_version": models.feature_version, "run_id": run_id}
-
-    def flush() -> None:
-        if pending:
-            df = pd.concat(pending, ignore_index=True)
-            pending.clear()
-            batch = {c: [_none_if_missing(v) for v in df[c].tolist()] for c in df.columns}
-            writer.write_part(label_table(batch, models.classes, labelled_at=datetime.now(timezone.utc),
-                                          **versions))
-
-    for df in ds.iter_batches(batch_size=None, batch_format="pandas"):  # each block as soon as it is ready
-        if not done:  # start-up of the pools (processes, imports, models) and the first block's trip
-            stats["first_labels_s"], stats["first_labels_rows"] = time.perf_counter() - started, len(df)
-        stats["cnn_unclassified"] += int((df["cnn_status"] == "unclassified").sum())
-        stats["gan_songs"] += int((df["gan_input_slices"] > 0).sum())
-        stats["gan_slices"] += int(df["gan_input_slices"].sum())
-        pending.append(df)
-        done += len(df)
-        if sum(len(p) for p in pending) >= res.rows_per_part:
-            flush()
+    metadata, io = committer.target
+    writer = {"metadata": metadata, "io": io, "classes": models.classes, "curated_column": curated_column,
+              "versions": {"model_version": models.cnn_version, "gan_version": models.gan_version,
+                           "feature_version": models.feature_version, "run_id": run_id}}
+    ds = build_dataset(plan, models, res, audio_root, writer)
+    n_todo = plan.n_todo
+    done, last_print = 0, time.perf_counter()
+    stats: dict[str, Any] = {"cnn_unclassified": 0, "gan_songs": 0, "gan_slices": 0}
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):  # each written file as soon as it is
+        if not done:  # start-up of the pools (processes, imports, models) and the first file's trip
+            stats["first_labels_s"], stats["first_labels_rows"] = time.perf_counter() - started, int(batch["n"].sum())
+        for key in ("cnn_unclassified", "gan_songs", "gan_slices"):
+            stats[key] += int(batch[key].sum())
+        for value in batch[PART_COLUMN]:
+            part = read_part(value)
+            done += len(part.track_ids)
+            stats["pipeline_s"] = time.perf_counter() - started
+            if committer.add(part, stats) is not None:
+                print(f"committed {committer.manifest.n_rows}/{n_todo} tracks (commit {committer.manifest.commit})",
+                      flush=True)
         now = time.perf_counter()
-        if now - last_print >= PROGRESS_EVERY_S or done == total:
+        if now - last_print >= PROGRESS_EVERY_S or done == n_todo:
             rate = done / (now - started)
-            eta = (total - done) / rate if rate > 0 else float("nan")
-            print(f"labelled {done}/{total} tracks ({rate:.1f} songs/s, eta {eta:.0f} s)", flush=True)
+            eta = (n_todo - done) / rate if rate > 0 else float("nan")
+            print(f"labelled {done}/{n_todo} tracks ({rate:.1f} songs/s, eta {eta:.0f} s)", flush=True)
             last_print = now
-    flush()
     stats["pipeline_s"] = time.perf_counter() - started
+    committer.commit(stats)
     return stats

@@ -53,7 +53,7 @@ class ResourcesConfig:
     decode: DecodeResources = field(default_factory=DecodeResources)
     cnn: PoolResources = field(default_factory=PoolResources)
     gan: PoolResources = field(default_factory=lambda: PoolResources(batch_size=4))
-    rows_per_part: int = 10_000   # label rows per published Parquet file
+    rows_per_file: int = 10_000   # label rows per data file of the labels table (one writer call each)
     torch_threads: int = 1        # per actor
     retries: RetryResources = field(default_factory=RetryResources)
 

@@ -18,6 +18,7 @@ import pandas as pd
 from genre_core.metrics import coverage_accuracy_curve, flip_counts, mcnemar_exact, summarize
 from genre_core.schema import (
     DECIDED_STATUSES,
+    STATUS_CURATED,
     STATUS_ERROR,
     STATUS_GAN_RESOLVED,
     STATUS_UNCLASSIFIED,
@@ -95,10 +96,15 @@ def status_breakdown(merged: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for status in (*STATUSES, MISSING):
         part = merged[merged["status"] == status]
+        if status == STATUS_CURATED and part.empty:
+            continue  # a catalog without curated genres: no row for them
         row: dict[str, Any] = {"status": status, "songs": int(len(part)), "share": len(part) / n if n else math.nan}
         if status in DECIDED_STATUSES:
             row["right"] = int((part["decided"] == part["truth"]).sum())
             row["right_means"] = "assigned genre is the true one"
+        elif status == STATUS_CURATED:
+            row["right"] = int((part["label"] == part["truth"]).sum())
+            row["right_means"] = "the genre a person set is the true one (the model's votes are beside it)"
         elif status == STATUS_UNCLASSIFIED:
             row["right"] = int((part["forced"] == part["truth"]).sum())
             row["right_means"] = "the forced vote (argmax) would be right"

@@ -8,6 +8,7 @@ column values and never become paths.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from bad_audio import BadInput, bad_files, encode, song_samples, two_hour_wav, w
 
 from genre_core import storage
 from genre_core.features import n_slices_for
-from genre_core.label_store import latest_labels, manifests, read_run
+from genre_core.label_runs import history, runs
+from genre_core.label_table import locate, open_table, read_labels
 from jobs import label
 from jobs.cli import run_job
 from jobs.models import DEFAULT_MODELS, resolve_models
@@ -32,6 +34,27 @@ VOLATILE = ["run_id", "labelled_at"]  # the only columns two runs of the same jo
 
 def _job(*argv: str) -> int:
     return run_job(label, list(argv))
+
+
+def latest_labels(out: str, catalog: str | None = None):
+    return read_labels(locate(out, catalog_uri=catalog))
+
+
+def manifests(out: str, catalog: str | None = None):
+    return runs(open_table(locate(out, catalog_uri=catalog)))
+
+
+def _table_files(files: list[str], prefix: str) -> list[str]:
+    """The files of a labels table under ``prefix``, checked to be only the table's: Iceberg metadata, and data
+    files whose names are UUIDs (never a track_id); returns the data files' names."""
+    data = []
+    for f in files:
+        rel = f[len(prefix):].lstrip("/")
+        assert rel.startswith(("genre_tagger/labels/metadata/", "genre_tagger/labels/data/")), rel
+        if "/data/" in rel:
+            assert re.fullmatch(r"genre_tagger/labels/data/\d{5}-\d+-[0-9a-f-]{36}\.parquet", rel), rel
+            data.append(rel)
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -107,24 +130,27 @@ def test_one_run_over_every_bad_input_labels_valid_songs_and_names_each_fault(ba
 def test_hostile_track_ids_stay_values_and_never_become_paths(bad_catalog, first_run):
     labels = latest_labels(first_run)
     assert set(HOSTILE_IDS) <= set(labels["track_id"])
-    run_id = manifests(first_run)[0].run_id
     files = sorted(str(p.relative_to(first_run)) for p in Path(first_run).rglob("*") if p.is_file())
-    assert files == [f"_published/{run_id}.json", f"labels/run-{run_id}/part-00000.parquet"]
+    assert files[0] == "catalog.db"
+    assert len(_table_files([f for f in files[1:]], "warehouse")) == 1  # one data file of 25 rows, UUID-named
     # nothing was written next to the output or the catalog either
     assert sorted(p.name for p in bad_catalog["base"].iterdir()) == ["audio", "catalog.parquet", "labels",
                                                                      "outside.flac"]
 
 
-def test_the_same_job_run_twice_publishes_the_same_labels(bad_catalog, first_run, tmp_path):
-    out = str(tmp_path / "labels")
-    shutil.copytree(first_run, out)
-    assert _job("--catalog", bad_catalog["path"], "--output", out, "--config", CONFIG, "--mode", "backfill",
-                "--audio-root", bad_catalog["root"]) == 0
+def test_the_same_job_run_twice_commits_the_same_labels(bad_catalog, first_run, tmp_path):
+    out = str(tmp_path / "labels")  # a table of its own (an Iceberg table's files name their absolute paths)
+    for mode in ("nightly", "backfill"):
+        assert _job("--catalog", bad_catalog["path"], "--output", out, "--config", CONFIG, "--mode", mode,
+                    "--audio-root", bad_catalog["root"]) == 0
     first, again = manifests(out)
     assert first.n_rows == again.n_rows == 25 and first.status_counts == again.status_counts
+    snapshots = {c.run.run_id: c.snapshot_id for c in history(open_table(locate(out)))}
 
-    def table(m):
-        return read_run(out, m).to_pandas().drop(columns=VOLATILE).sort_values("track_id", ignore_index=True)
+    def table(m):  # the table as the run's (last) commit left it: every row is that run's
+        df = read_labels(locate(out), snapshot_id=snapshots[m.run_id])
+        assert (df["run_id"] == m.run_id).all() and len(df) == 25
+        return df.drop(columns=VOLATILE)
 
     pd.testing.assert_frame_equal(table(first), table(again), check_exact=False, atol=1e-5)
 
@@ -138,7 +164,7 @@ def test_the_same_job_run_twice_publishes_the_same_labels(bad_catalog, first_run
     pd.testing.assert_frame_equal(latest, table(first), check_exact=False, atol=1e-5)
 
 
-def test_bad_rows_on_s3_get_the_same_reasons(local_ray, s3_bucket, rendered_songs):
+def test_bad_rows_on_s3_get_the_same_reasons(local_ray, s3_bucket, rendered_songs, tmp_path):
     fs = storage.s3_filesystem()
     song = song_samples(rendered_songs["audio_uri"].iloc[0])
     root = f"s3://{s3_bucket}/audio"
@@ -160,15 +186,14 @@ def test_bad_rows_on_s3_get_the_same_reasons(local_ray, s3_bucket, rendered_song
     with fs.open(f"{s3_bucket}/catalog.parquet", "wb") as fh:
         catalog.to_parquet(fh)
     out = f"s3://{s3_bucket}/labels"
-    assert _job("--catalog", f"s3://{s3_bucket}/catalog.parquet", "--output", out, "--config", CONFIG,
-                "--audio-root", root) == 0
+    table_catalog = f"sqlite:///{tmp_path}/labels.db"
+    assert _job("--catalog", f"s3://{s3_bucket}/catalog.parquet", "--output", out, "--table-catalog", table_catalog,
+                "--config", CONFIG, "--audio-root", root) == 0
 
-    labels = latest_labels(out)
+    labels = latest_labels(out, table_catalog)
     assert len(labels) == 10 and labels["track_id"].is_unique and set(labels["track_id"]) == set(catalog["track_id"])
     labels = labels.set_index("track_id")
     _assert_labelled(labels.loc["a/b"], 15.0)
     _assert_error_rows(labels, bad)
-    run_id = manifests(out)[0].run_id
-    assert sorted(fs.find(out)) == [f"{s3_bucket}/labels/_published/{run_id}.json",
-                                    f"{s3_bucket}/labels/labels/run-{run_id}/part-00000.parquet"]
+    assert len(_table_files(sorted(fs.find(out)), f"{s3_bucket}/labels")) == 1
 

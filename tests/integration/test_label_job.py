@@ -10,18 +10,37 @@ import pytest
 
 from genre_core import storage
 from genre_core.artifacts import load_cnn_bundle, save_cnn_bundle
-from genre_core.label_store import Manifest, RunWriter, latest_labels, manifests
+from genre_core.label_runs import orphan_files, runs
+from genre_core.label_table import locate, open_table, read_labels
 from genre_core.schema import LABEL_COLUMNS, read_parquet
 from genre_core.stages import label_song_by_song
-from jobs import label, make_catalog
+from jobs import label, labels, make_catalog
 from jobs.cli import run_job
 from jobs.models import DEFAULT_MODELS, resolve_models
 
 CONFIG = "configs/label-local.yaml"
 
 
+@pytest.fixture()
+def table_catalog(tmp_path) -> str:
+    """The SQL catalog (a SQLite file) of the test's labels table, whose warehouse is on S3."""
+    return f"sqlite:///{tmp_path}/labels.db"
+
+
 def _run(module, *argv: str) -> int:
     return run_job(module, list(argv))
+
+
+def _table(out: str, catalog: str):
+    return locate(out, catalog_uri=catalog)
+
+
+def latest_labels(out: str, catalog: str):
+    return read_labels(_table(out, catalog))
+
+
+def manifests(out: str, catalog: str):
+    return runs(open_table(_table(out, catalog)))
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +65,10 @@ def _write_catalog(df: pd.DataFrame, url: str) -> None:
         df.to_parquet(fh)
 
 
-def _assert_same_labels_as_the_reference(labels_url: str, catalog: pd.DataFrame, models) -> pd.DataFrame:
-    """The published labels equal those of the single-process reference, song for song; returns the reference."""
-    got = latest_labels(labels_url)
+def _assert_same_labels_as_the_reference(labels_url: str, catalog: pd.DataFrame, models,
+                                        table_catalog: str) -> pd.DataFrame:
+    """The committed labels equal those of the single-process reference, song for song; returns the reference."""
+    got = latest_labels(labels_url, table_catalog)
     assert len(got) == len(catalog) and got["track_id"].is_unique
     assert set(got["track_id"]) == set(catalog["track_id"])
     assert list(got.columns) == list(LABEL_COLUMNS)
@@ -62,19 +82,20 @@ def _assert_same_labels_as_the_reference(labels_url: str, catalog: pd.DataFrame,
 
 
 def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(local_ray, s3_catalog,
-                                                                             models_with_gan):
+                                                                             models_with_gan, table_catalog):
     models = resolve_models(models_with_gan)
     assert models.gan_url is not None
     first = s3_catalog.iloc[:40]
+    out = "s3://label-job/nightly/labels"
     _write_catalog(first, "s3://label-job/nightly/catalog.parquet")
-    assert _run(label, "--catalog", "s3://label-job/nightly/catalog.parquet", "--output",
-                "s3://label-job/nightly/labels", "--config", CONFIG, "--models", models_with_gan) == 0
+    assert _run(label, "--catalog", "s3://label-job/nightly/catalog.parquet", "--output", out,
+                "--table-catalog", table_catalog, "--config", CONFIG, "--models", models_with_gan) == 0
 
-    ref = _assert_same_labels_as_the_reference("s3://label-job/nightly/labels", first, models)
+    ref = _assert_same_labels_as_the_reference(out, first, models, table_catalog)
 
     n_unclassified_by_cnn = int((ref["cnn_status"] == "unclassified").sum())
     assert n_unclassified_by_cnn > 0, "the test catalog must contain songs the CNN leaves unclassified"
-    stats = manifests("s3://label-job/nightly/labels")[-1].stats
+    stats = manifests(out, table_catalog)[-1].stats
     assert stats["cnn_unclassified"] == n_unclassified_by_cnn
     assert stats["gan_songs"] == n_unclassified_by_cnn  # the GAN pool translated these songs and no others
     assert (ref["status"] == "gan_resolved").sum() > 0  # threshold 0: it decided them
@@ -83,17 +104,17 @@ def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(loca
 
     # nightly: 10 new tracks -> exactly those 10 are labelled
     _write_catalog(s3_catalog, "s3://label-job/nightly/catalog.parquet")
-    assert _run(label, "--catalog", "s3://label-job/nightly/catalog.parquet", "--output",
-                "s3://label-job/nightly/labels", "--config", CONFIG, "--models", models_with_gan) == 0
-    runs = manifests("s3://label-job/nightly/labels")
-    assert len(runs) == 2 and runs[-1].n_rows == 10
-    after = latest_labels("s3://label-job/nightly/labels")
+    assert _run(label, "--catalog", "s3://label-job/nightly/catalog.parquet", "--output", out,
+                "--table-catalog", table_catalog, "--config", CONFIG, "--models", models_with_gan) == 0
+    done = manifests(out, table_catalog)
+    assert len(done) == 2 and done[-1].n_rows == 10
+    after = latest_labels(out, table_catalog)
     assert len(after) == 50 and after["track_id"].is_unique
     new_ids = set(s3_catalog["track_id"].iloc[40:])
-    assert set(after.loc[after["run_id"] == runs[-1].run_id, "track_id"]) == new_ids
+    assert set(after.loc[after["run_id"] == done[-1].run_id, "track_id"]) == new_ids
 
 
-def test_a_decode_pool_of_its_own_labels_the_same(local_ray, s3_catalog, models_with_gan, tmp_path):
+def test_a_decode_pool_of_its_own_labels_the_same(local_ray, s3_catalog, models_with_gan, tmp_path, table_catalog):
     """The layout of the GPU cluster (decode actors feeding separate CNN actors), here on CPU shares."""
     config = tmp_path / "separate-pools.yaml"
     config.write_text("resources:\n  decode: {concurrency: 2, num_cpus: 0.25, in_cnn_actors: false}\n"
@@ -101,19 +122,21 @@ def test_a_decode_pool_of_its_own_labels_the_same(local_ray, s3_catalog, models_
                       "  gan: {concurrency: 1, num_cpus: 0.5, device: cpu}\n")
     catalog = s3_catalog.iloc[30:50]  # the shifted songs: unclassified ones reach the GAN pool
     _write_catalog(catalog, "s3://label-job/separate/catalog.parquet")
-    assert _run(label, "--catalog", "s3://label-job/separate/catalog.parquet", "--output",
-                "s3://label-job/separate/labels", "--config", str(config), "--models", models_with_gan) == 0
+    out = "s3://label-job/separate/labels"
+    assert _run(label, "--catalog", "s3://label-job/separate/catalog.parquet", "--output", out,
+                "--table-catalog", table_catalog, "--config", str(config), "--models", models_with_gan) == 0
     models = resolve_models(models_with_gan)
-    ref = _assert_same_labels_as_the_reference("s3://label-job/separate/labels", catalog, models)
+    ref = _assert_same_labels_as_the_reference(out, catalog, models, table_catalog)
     n_unclassified_by_cnn = int((ref["cnn_status"] == "unclassified").sum())
-    assert manifests("s3://label-job/separate/labels")[-1].stats["gan_songs"] == n_unclassified_by_cnn > 0
+    assert manifests(out, table_catalog)[-1].stats["gan_songs"] == n_unclassified_by_cnn > 0
 
 
-def test_backfill_with_a_new_model_is_invisible_until_published(local_ray, s3_catalog, tmp_path):
+def test_backfill_with_a_new_model_is_invisible_until_committed(local_ray, s3_catalog, tmp_path, table_catalog,
+                                                                capsys):
     out = "s3://label-job/backfill/labels"
     cat = "s3://label-job/backfill/catalog.parquet"
     _write_catalog(s3_catalog.iloc[:12], cat)
-    assert _run(label, "--catalog", cat, "--output", out, "--config", CONFIG) == 0
+    assert _run(label, "--catalog", cat, "--output", out, "--table-catalog", table_catalog, "--config", CONFIG) == 0
     old = resolve_models(DEFAULT_MODELS)
 
     # a new model version: the same weights saved again as a new bundle (new version string)
@@ -123,31 +146,48 @@ def test_backfill_with_a_new_model_is_invisible_until_published(local_ray, s3_ca
     new = resolve_models(str(new_models))
     assert new.cnn_version != old.cnn_version and new.gan_url is None
 
-    # nightly with the new model relabels everything too (versions differ); here: a run that stages
-    # but dies before publishing is invisible to readers
-    writer = RunWriter(out, Manifest(run_id="crashed", mode="backfill", catalog=cat, model_version=new.cnn_version,
-                                     gan_version=None, feature_version=new.feature_version, classes=new.classes))
+    # a run whose workers wrote all its data files but that died before committing is invisible to readers
+    from genre_core.catalog_files import catalog_files
+    from genre_core.label_selection import Selection
     from jobs import label_pipeline
+    from jobs.label_plan import plan_run
 
-    label_pipeline.label_tracks(s3_catalog.iloc[:12], new, label.load_resources(CONFIG), writer, "crashed")
-    assert (latest_labels(out)["model_version"] == old.cnn_version).all()
+    table = _table(out, table_catalog)
+    plan = plan_run(catalog_files(cat), table, Selection("backfill", new.cnn_version, None, new.feature_version,
+                                                        since_us=2**62), None)
+    ice = open_table(table)
+    writer = {"metadata": ice.metadata, "io": ice.io, "classes": new.classes, "curated_column": None,
+              "versions": {"model_version": new.cnn_version, "gan_version": None,
+                           "feature_version": new.feature_version, "run_id": "crashed"}}
+    written = label_pipeline.build_dataset(plan, new, label.load_resources(CONFIG), None, writer).take_all()
+    assert sum(int(w["n"]) for w in written) == 12
+    assert (latest_labels(out, table_catalog)["model_version"] == old.cnn_version).all()
 
-    assert _run(label, "--catalog", cat, "--output", out, "--config", CONFIG, "--mode", "backfill",
-                "--models", str(new_models)) == 0
-    latest = latest_labels(out)
+    assert _run(label, "--catalog", cat, "--output", out, "--table-catalog", table_catalog, "--config", CONFIG,
+                "--mode", "backfill", "--models", str(new_models)) == 0
+    latest = latest_labels(out, table_catalog)
     assert len(latest) == 12 and (latest["model_version"] == new.cnn_version).all()
-    assert [m.n_rows for m in manifests(out)] == [12, 12]
-    fs, root = storage.filesystem(out)
-    assert not fs.exists(root + "/_staging/crashed")  # the dead run's staging was cleaned up
+    assert [m.n_rows for m in manifests(out, table_catalog)] == [12, 12]
+    # the dead run's files were left alone by the next run; the maintenance command removes them
+    assert len(orphan_files(table, older_than_s=0)) == 1
+    capsys.readouterr()
+    assert _run(labels, "clean", "--output", out, "--table-catalog", table_catalog, "--older-than", "0") == 0
+    assert "1 orphan file(s) removed" in capsys.readouterr().out
+    assert orphan_files(table, older_than_s=0) == [] and len(latest_labels(out, table_catalog)) == 12
 
 
-def test_dry_run_and_bad_catalog(local_ray, s3_catalog, capsys):
+def test_dry_run_and_bad_catalog(local_ray, s3_catalog, capsys, table_catalog):
     cat = "s3://label-job/dry/catalog.parquet"
     _write_catalog(s3_catalog.iloc[:5], cat)
-    assert _run(label, "--catalog", cat, "--output", "s3://label-job/dry/labels", "--dry-run") == 0
+    out = "s3://label-job/dry/labels"
+    assert _run(label, "--catalog", cat, "--output", out, "--table-catalog", table_catalog, "--dry-run") == 0
     assert "5 to label" in capsys.readouterr().out
-    assert manifests("s3://label-job/dry/labels") == []
+    with pytest.raises(FileNotFoundError):
+        latest_labels(out, table_catalog)
     dup = pd.concat([s3_catalog.iloc[:3], s3_catalog.iloc[:1]])
     _write_catalog(dup, cat)
-    assert _run(label, "--catalog", cat, "--output", "s3://label-job/dry/labels") == 2
+    assert _run(label, "--catalog", cat, "--output", out, "--table-catalog", table_catalog) == 2
     assert "duplicate track_id" in capsys.readouterr().err
+    # an S3 warehouse without a catalog shared by the runs is refused before any work
+    assert _run(label, "--catalog", cat, "--output", out) == 2
+    assert "--table-catalog" in capsys.readouterr().err

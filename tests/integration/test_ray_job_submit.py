@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from genre_core.label_store import latest_labels
+from genre_core.label_table import locate, read_labels
 from jobs import make_catalog
 from jobs.cli import run_job
 
@@ -90,7 +90,7 @@ def test_ray_job_submit_labels_a_catalog(head_node, tmp_path):
         env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "published run" in proc.stdout
-    labels = latest_labels(str(out))
+    assert "committed run" in proc.stdout
+    labels = read_labels(locate(str(out)))
     assert len(labels) == 10 and labels["track_id"].is_unique
     assert set(labels["status"]) <= {"classified", "gan_resolved", "unclassified"}

@@ -17,7 +17,8 @@ import pytest
 from headless_chromium import CHROMIUM, check_page
 
 from genre_core.artifacts import load_cnn_bundle
-from genre_core.label_store import Manifest, RunWriter, latest_labels
+from genre_core.label_commit import RunCommitter, RunManifest, write_part
+from genre_core.label_table import locate, read_labels
 from genre_core.labelling import CNNVoter, label_catalog
 from genre_core.report import ReportRequest, build_report
 from genre_core.schema import labels_table
@@ -29,6 +30,12 @@ REPO = Path(__file__).resolve().parents[2]
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (`make system-deps`)")
 LABELS_URL = "s3://report-test/labels"
 GONE = "gone-00000"
+
+
+@pytest.fixture(scope="module")
+def table_catalog(tmp_path_factory) -> str:
+    """The SQL catalog (a SQLite file) of the labels table whose warehouse is LABELS_URL."""
+    return f"sqlite:///{tmp_path_factory.mktemp('catalog')}/labels.db"
 
 
 @pytest.fixture(scope="module")
@@ -47,29 +54,29 @@ def catalog(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def labelled(s3_endpoint, local_ray, catalog, models_with_gan, tmp_path_factory) -> pd.DataFrame:
+def labelled(s3_endpoint, local_ray, catalog, models_with_gan, table_catalog) -> pd.DataFrame:
     """The 21 tracks labelled by the job (CNN + GAN stage) into S3, the one whose audio is gone included (an
-    error row); returns the latest labels."""
+    error row); returns the labels."""
     from genre_core.storage import s3_filesystem
 
     s3_filesystem().mkdir("report-test")
-    assert run_job(label, ["--catalog", catalog, "--output", LABELS_URL, "--models", models_with_gan,
-                           "--config", "configs/label-local.yaml"]) == 0
-    return latest_labels(LABELS_URL)
+    assert run_job(label, ["--catalog", catalog, "--output", LABELS_URL, "--table-catalog", table_catalog,
+                           "--models", models_with_gan, "--config", "configs/label-local.yaml"]) == 0
+    return read_labels(locate(LABELS_URL, catalog_uri=table_catalog))
 
 
 @pytest.fixture(scope="module")
 def reference_labels(catalog, tmp_path_factory) -> tuple[str, pd.DataFrame]:
     """All 21 tracks labelled by the sequential reference labeller with the shipped CNN alone (no GAN stage),
-    published as a run under a local labels root; returns (root, labels)."""
+    committed as a run into a local labels table; returns (its warehouse, labels)."""
     voter = CNNVoter(f"{DEFAULT_MODELS}/cnn")
     df = label_catalog(pd.read_parquet(catalog), voter, run_id="reference")
     root = str(tmp_path_factory.mktemp("reference") / "labels")
-    writer = RunWriter(root, Manifest(run_id="reference", mode="backfill", catalog=catalog,
-                                      model_version=voter.bundle.version, gan_version=None,
-                                      feature_version=voter.bundle.feature_version, classes=voter.classes))
-    writer.write_part(labels_table(df, voter.classes))
-    writer.publish(set(df["track_id"]))
+    committer = RunCommitter(locate(root), RunManifest(
+        run_id="reference", mode="backfill", catalog=catalog, model_version=voter.bundle.version, gan_version=None,
+        feature_version=voter.bundle.feature_version, classes=voter.classes, n_todo=len(df)))
+    committer.add(write_part(*committer.target, labels_table(df, voter.classes), "reference"))
+    committer.commit()
     return root, df
 
 
@@ -114,15 +121,16 @@ def test_page_check_catches_console_errors_and_broken_images(tmp_path) -> None:
 
 @needs_chromium
 def test_report_of_a_run_with_gan_stage_opens_cleanly(labelled, catalog, models_with_gan, ablation_json,
-                                                      tmp_path) -> None:
+                                                      table_catalog, tmp_path) -> None:
     out = tmp_path / "report"
-    assert run_job(evaluate, ["--labels", LABELS_URL, "--truth", catalog, "--models", models_with_gan,
+    assert run_job(evaluate, ["--labels", LABELS_URL, "--table-catalog", table_catalog, "--truth", catalog,
+                              "--models", models_with_gan,
                               "--ablation", ablation_json, "--gallery", "2", "--timeline", "2",
                               "--out", str(out)]) == 0
     page = (out / "report.html").read_text()
     ev = json.loads((out / "evaluation.json").read_text())
 
-    # the headline numbers, recomputed here from the published labels and the catalog
+    # the headline numbers, recomputed here from the committed labels and the catalog
     truth = pd.read_parquet(catalog)[["track_id", "genre"]].rename(columns={"genre": "truth"})
     merged = truth.merge(labelled, on="track_id", how="left")
     assert ev["n_songs"] == len(truth) == len(labelled) == 21
@@ -183,17 +191,20 @@ def test_report_without_gan_stage_and_with_audio_gone(catalog, reference_labels,
     assert len(report.songs) == 3 and not set(report.songs) & unclassified  # the timeline used other songs
 
 
-def test_labels_show_explains_labels_of_real_runs(labelled, reference_labels, models_with_gan, capsys) -> None:
+def test_labels_show_explains_labels_of_real_runs(labelled, reference_labels, models_with_gan, table_catalog,
+                                                 capsys) -> None:
     """Each status explained: classified and gan_resolved from the job's run (CNN + GAN), unclassified and
     error from the reference labeller's run (CNN alone)."""
     _, cnn = load_cnn_bundle(f"{models_with_gan}/cnn")
     reference_root, reference = reference_labels
-    cases = {"classified": (LABELS_URL, labelled), "gan_resolved": (LABELS_URL, labelled),
-             "unclassified": (reference_root, reference), "error": (reference_root, reference)}
+    on_s3 = ["--table-catalog", table_catalog]
+    cases = {"classified": (LABELS_URL, labelled, on_s3), "gan_resolved": (LABELS_URL, labelled, on_s3),
+             "unclassified": (reference_root, reference, []), "error": (reference_root, reference, [])}
     rows, texts = {}, {}
-    for status, (root, df) in cases.items():
+    for status, (root, df, extra) in cases.items():
         row = rows[status] = df[df["status"] == status].iloc[0]
-        assert run_job(labels, ["show", "--output", root, "--track", row["track_id"], "--models", models_with_gan]) == 0
+        assert run_job(labels, ["show", "--output", root, *extra, "--track", row["track_id"],
+                                "--models", models_with_gan]) == 0
         out = texts[status] = capsys.readouterr().out
         gan_version = row["gan_version"] or "-"
         assert out.startswith(f"track {row['track_id']}: {status}")
