@@ -12,7 +12,9 @@ import pandas as pd
 
 from genre_core.config import GENRES, AudioConfig, Config, load_config
 from genre_core.decoding import decode_song
+from genre_core.inference import slice_probabilities
 from genre_core.models.genre_head import MusicnnGenreModel, new_genre_model
+from genre_core.training.cnn import Song, evaluate_songs, train_cnn
 from genre_core.training.head import backbone_outputs
 from jobs.models import backbone_dir
 
@@ -69,6 +71,15 @@ def scratch_slices(df: pd.DataFrame, train_ids: set[str]) -> tuple[Config, dict[
         plain[r.track_id] = decode_song(r.audio_uri, cfg.features, audio_cfg)[0]
     print(f"slice-CNN features: {len(df)} songs ({time.perf_counter() - t0:.1f} s)", flush=True)
     return cfg, dense, plain
+
+
+def scratch_scores(cfg: Config, train_songs: list[Song], val_songs: list[Song], test_slices: list[np.ndarray],
+                   labels: list[int], target_accuracy: float) -> dict[str, float]:
+    """Train the from-scratch slice CNN (``cfg``: configs/default.yaml) and score it on the test songs."""
+    fc = cfg.features
+    trained = train_cnn(train_songs, val_songs, len(GENRES), cfg.cnn, cfg.train, fc.n_mels, fc.slice_frames,
+                        target_accuracy=target_accuracy, log=lambda _: None)
+    return scores(evaluate_songs(slice_probabilities(trained.model, test_slices), labels, trained.voting), "scratch")
 
 
 def scores(report: dict, name: str) -> dict[str, float]:

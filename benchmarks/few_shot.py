@@ -29,11 +29,10 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _songs import MUSICNN_CONFIG, musicnn_outputs, read_catalogs, scores, scratch_slices  # noqa: E402
+from _songs import MUSICNN_CONFIG, musicnn_outputs, read_catalogs, scores, scratch_scores, scratch_slices  # noqa: E402
 
 from genre_core.config import GENRES, load_config  # noqa: E402
-from genre_core.inference import slice_probabilities  # noqa: E402
-from genre_core.training.cnn import Song, evaluate_songs, split_by_song, train_cnn  # noqa: E402
+from genre_core.training.cnn import Song, evaluate_songs, split_by_song  # noqa: E402
 from genre_core.training.head import HeadSong, head_probabilities, train_head  # noqa: E402
 
 
@@ -86,12 +85,8 @@ def main() -> int:
         row |= scores(evaluate_songs(head_probabilities(tuned.head, [heads[t] for t in test_ids], n_tags), labels,
                                      tuned.voting), "tuned")
         row["tuned_l2"] = tuned.l2
-        fc = scratch_cfg.features
-        scratch = train_cnn(tr, [Song(s.song_id, s.genre_index, plain[s.song_id]) for s in va], len(GENRES),
-                            scratch_cfg.cnn, scratch_cfg.train, fc.n_mels, fc.slice_frames,
-                            target_accuracy=args.target_accuracy, log=lambda _: None)
-        probs = slice_probabilities(scratch.model, [plain[t] for t in test_ids])
-        row |= scores(evaluate_songs(probs, labels, scratch.voting), "scratch")
+        row |= scratch_scores(scratch_cfg, tr, [Song(s.song_id, s.genre_index, plain[s.song_id]) for s in va],
+                              [plain[t] for t in test_ids], labels, args.target_accuracy)
         rows.append(row)
         print(row, flush=True)
     table = pd.DataFrame(rows)

@@ -29,11 +29,10 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _songs import musicnn_outputs, read_catalogs, scores, scratch_slices  # noqa: E402
+from _songs import musicnn_outputs, read_catalogs, scores, scratch_scores, scratch_slices  # noqa: E402
 
 from genre_core.config import GENRES  # noqa: E402
-from genre_core.inference import slice_probabilities  # noqa: E402
-from genre_core.training.cnn import Song, choose_voting, evaluate_songs, train_cnn  # noqa: E402
+from genre_core.training.cnn import Song, choose_voting, evaluate_songs  # noqa: E402
 from genre_core.training.head import HeadSong, head_probabilities, prior_probabilities, train_head  # noqa: E402
 
 
@@ -80,13 +79,9 @@ def main() -> int:
         row["head_l2"] = result.l2
 
         if not args.no_scratch:
-            fc = scratch_cfg.features
-            trained = train_cnn([Song(t, genre[t], dense[t]) for t in train_ids],
-                                [Song(t, genre[t], plain[t]) for t in val_ids], len(GENRES), scratch_cfg.cnn,
-                                scratch_cfg.train, fc.n_mels, fc.slice_frames, target_accuracy=args.target_accuracy,
-                                log=lambda _: None)
-            probs = slice_probabilities(trained.model, [plain[t] for t in test_ids])
-            row |= scores(evaluate_songs(probs, labels, trained.voting), "scratch")
+            row |= scratch_scores(scratch_cfg, [Song(t, genre[t], dense[t]) for t in train_ids],
+                                  [Song(t, genre[t], plain[t]) for t in val_ids], [plain[t] for t in test_ids],
+                                  labels, args.target_accuracy)
         rows.append(row)
         print(row, flush=True)
     table = pd.DataFrame(rows)
