@@ -27,9 +27,9 @@ from _results import record  # noqa: E402
 from genre_core.artifacts import load_cnn_bundle  # noqa: E402
 from genre_core.decoding import DecodeStage
 from genre_core.labelling import CNNVoter  # noqa: E402
+from genre_core.models.gan_bundle import save_untrained_bundle  # noqa: E402
 from genre_core.schema import STATUS_UNCLASSIFIED, read_catalog  # noqa: E402
 from genre_core.stages import GANStage  # noqa: E402
-from genre_core.training.gan import save_untrained_bundle  # noqa: E402
 from jobs.models import DEFAULT_MODELS  # noqa: E402
 
 
@@ -90,16 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     per_song_cnn_path = (cpu_s["decode"] + cpu_s["cnn"]) / n
     per_gan = gan_s["cpu"] / max(n_unclassified, 1)
     share = rate * per_gan / (per_song_cnn_path + rate * per_gan)
-    top_k = stages["cpu"].params["top_k"]
+    refine = stages["cpu"].meta.refine
+    ratio = per_gan / per_song_cnn_path
     lines = [
         f"- {n} songs of {args.catalog}; GAN bundle: {'trained, ' + gan_url if trained else 'untrained (timing only)'};"
-        f" top_k {top_k}; one pinned core, 1 torch thread",
+        f" gan_weight {refine.gan_weight}, threshold {refine.threshold}; one pinned core, 1 torch thread",
         f"- decode {1000 * cpu_s['decode'] / n:.1f} ms CPU/song, CNN + vote {1000 * cpu_s['cnn'] / n:.1f} ms CPU/song",
         f"- unclassified by the CNN: {n_unclassified}/{n} = {rate:.0%} ({n_slices / max(n_unclassified, 1):.1f} "
         f"slices/song)",
         f"- **GAN stage: {1000 * per_gan:.0f} ms CPU per unclassified song** "
-        f"({1000 * per_gan / max(n_slices / max(n_unclassified, 1), 1):.1f} ms per slice, which the refine rule "
-        f"translates to every genre)",
+        f"({1000 * per_gan / max(n_slices / max(n_unclassified, 1), 1):.1f} ms per slice: one generator pass and "
+        "one CNN pass)",
+        f"- **GAN stage per unclassified song / (decode + CNN) per song: {ratio:.2f}x** (criterion <= 3x: "
+        f"{'met' if ratio <= 3 else 'NOT met'})",
         f"- **GAN share of the job's CPU work at {rate:.0%} unclassified: {share:.0%}**; at 30%: "
         f"{0.3 * per_gan / (per_song_cnn_path + 0.3 * per_gan):.0%}",
     ]

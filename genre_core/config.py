@@ -1,7 +1,7 @@
 """Frozen configuration dataclasses, one per concern, loaded from YAML with unknown keys rejected.
 
 A YAML config file has one top-level section per dataclass below (``audio``, ``features``, ``cnn``,
-``voting``, ``gan``, ``train``); any section or key may be left out to take the default.
+``voting``, ``train``); any section or key may be left out to take the default.
 """
 
 from __future__ import annotations
@@ -69,11 +69,6 @@ class VotingConfig:
 
 
 @dataclass(frozen=True)
-class GANConfig:
-    top_k: int = 2
-
-
-@dataclass(frozen=True)
 class TrainConfig:
     seed: int = 0
     epochs: int = 30
@@ -90,7 +85,6 @@ class Config:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     cnn: CNNConfig = field(default_factory=CNNConfig)
     voting: VotingConfig = field(default_factory=VotingConfig)
-    gan: GANConfig = field(default_factory=GANConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 

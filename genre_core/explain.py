@@ -2,8 +2,9 @@
 
 The reason replays the rules on the row's own numbers: the voting rule (top share >= tau and margin >= m,
 :mod:`genre_core.voting`) with the thresholds of the CNN bundle the label came from, and the GAN stage's
-outcome with the refine parameters of its bundle (:mod:`genre_core.refine`). Labels do not store the
-thresholds, so they are shown only when that bundle's metadata is given (and its version matches).
+combination of the CNN's votes with its own (``gan_probabilities``) with the refine parameters of its bundle
+(:mod:`genre_core.refine`). Labels do not store the thresholds or weights, so they are shown only when that
+bundle's metadata is given (and its version matches).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from genre_core.artifacts import CNNBundle
-from genre_core.models.gan import GANBundle
+from genre_core.models.gan_bundle import GANBundle
 from genre_core.schema import (
     STATUS_CLASSIFIED,
     STATUS_CURATED,
@@ -41,12 +42,24 @@ def vote_reason(confidence: float, margin: float, top_genre: str, cnn: CNNBundle
             f"margin {margin:.3f} {'>=' if margin >= m - 1e-9 else '<'} m {m:.2f}")
 
 
-def _refine_params(gan: GANBundle | None) -> str:
+def gan_reason(shares: np.ndarray, gan_shares: np.ndarray | None, classes: Sequence[str], gan_version: str,
+               gan: GANBundle | None) -> str:
+    """What the GAN stage saw and did: its own votes, and the combined votes with the bundle's weight and
+    threshold when known."""
+    if gan_shares is None:
+        return f"the GAN stage ({gan_version}) ran but its votes are not recorded"
+    g_top = int(np.argmax(gan_shares))
+    text = (f"the GAN stage ({gan_version}) translated its slices and the CNN read them as {classes[g_top]} "
+            f"({gan_shares[g_top]:.3f} of the GAN votes)")
     if gan is None:
-        return "its refine parameters are unknown here"
-    r = gan.refine
-    return (f"top_k {r.get('top_k')}, threshold {r.get('threshold')}, cost_weight {r.get('cost_weight')}, "
-            "chosen on validation songs")
+        return text + " (its weight and threshold are unknown here: pass --models with the bundles)"
+    w, th = gan.refine.gan_weight, gan.refine.threshold
+    c = (1 - w) * shares + w * gan_shares
+    order = np.argsort(-c, kind="stable")
+    top, lead = float(c[order[0]]), float(c[order[0]] - c[order[1]])
+    return (text + f"; combined votes ({1 - w:.1f} x CNN + {w:.1f} x GAN, chosen on validation songs) give "
+            f"{classes[int(order[0])]} {top:.3f}, lead {lead:.3f}, {'>=' if top >= th - 1e-9 else '<'} "
+            f"threshold {th:.2f}")
 
 
 def reason(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None = None,
@@ -75,16 +88,13 @@ def reason(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None
     if status == STATUS_UNCLASSIFIED and gan_version is None:
         return (f"its slices' votes were ambiguous: {votes}. No GAN stage ran for it (no gan/ bundle in the models, "
                 f"or --no-gan), so it stays unclassified; the forced vote would say {top}")
-    k = int(gan.refine.get("top_k", 2)) if gan is not None else 2
-    candidates = ", ".join(classes[int(i)] for i in order[:k])
-    stage = f"the GAN stage ({gan_version}; {_refine_params(gan)}) translated its slices to the candidates {candidates}"
+    stage = gan_reason(shares, vote_shares(row.get("gan_probabilities")), classes, gan_version, gan)
     if status == STATUS_GAN_RESOLVED:
         chosen = _text(row.get("genre"))
         same = "the same as" if chosen == top else "not"
-        return (f"its slices' votes were ambiguous: {votes}; {stage} and chose {chosen} ({same} the vote's "
-                f"top genre {top})")
-    return (f"its slices' votes were ambiguous: {votes}; {stage}, but no candidate reached the refine threshold "
-            f"with a lead, so it stays unclassified; the forced vote would say {top}")
+        return f"its slices' votes were ambiguous: {votes}; {stage}: it chose {chosen} ({same} the vote's top genre)"
+    return (f"its slices' votes were ambiguous: {votes}; {stage}: no genre reached the threshold with a lead, so it "
+            f"stays unclassified; the forced vote would say {top}")
 
 
 def explain(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None = None,

@@ -167,11 +167,24 @@ def open_table(table: LabelTable, create: bool = False):
         catalog.create_namespace_if_not_exists(table.namespace)
         ice = catalog.create_table_if_not_exists(table.identifier, schema=iceberg_schema(),
                                                  properties=TABLE_PROPERTIES)
+    if create:
+        ice = _add_new_columns(ice)
     if table.warehouse and not ice.location().startswith(table.warehouse.rstrip("/") + "/"):
         raise ConfigError(f"the table {table.identifier} of catalog {table.catalog.get('uri', table.catalog)} "
                           f"lives at {ice.location()}, not in the warehouse {table.warehouse} named by --output: "
                           "give this warehouse a catalog (or a table name, labels.table) of its own")
     return ice
+
+
+def _add_new_columns(ice):
+    """A table made by an earlier release lacks the columns added since (e.g. ``gan_probabilities``): a writer
+    adds them (Iceberg schema evolution, a metadata-only commit), and the old rows read them as null."""
+    missing = [name for name in LABEL_COLUMNS if name not in ice.schema().column_names]
+    if not missing:
+        return ice
+    with ice.update_schema() as update:
+        update.union_by_name(iceberg_schema())
+    return ice.refresh()
 
 
 def classes_by_model(ice) -> dict[str, list[str]]:

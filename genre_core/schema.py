@@ -47,6 +47,8 @@ LABELS_SCHEMA = pa.schema([
     pa.field("error", pa.string()),                 # null or "kind: message"
     pa.field("model_version", pa.string()),
     pa.field("gan_version", pa.string()),
+    pa.field("gan_probabilities", pa.list_(pa.float32())),  # GAN votes of an unclassified song (genre_core.refine)
+    pa.field("gan_confidence", pa.float32()),       # combined share of the top genre that the GAN stage decided on
     pa.field("feature_version", pa.string()),
     pa.field("run_id", pa.string()),
     pa.field("labelled_at", pa.timestamp("us", tz="UTC")),
@@ -77,8 +79,9 @@ def check_catalog_columns(columns: Sequence[str], extra: Sequence[str] = ()) -> 
 
 def vote_list(votes: Any) -> list[float] | None:
     """Vote shares as the labels column holds them: a list of floats, or None for a song without votes (None or
-    the all-NaN row that the pipeline carries for such songs, so that its column keeps one shape)."""
-    if votes is None:
+    the all-NaN row that the pipeline carries for such songs, so that its column keeps one shape; a NaN scalar is
+    what pandas puts in a column that rows left out)."""
+    if votes is None or (isinstance(votes, float) and math.isnan(votes)):
         return None
     values = [float(v) for v in votes]
     return None if all(v != v for v in values) else values
@@ -101,7 +104,8 @@ def labels_table(rows: pd.DataFrame | Sequence[dict[str, Any]], classes: Sequenc
     if missing:
         raise ValueError(f"labels lack column(s) {missing}")
     df = df[list(LABEL_COLUMNS)].copy()
-    df["probabilities"] = [vote_list(p) for p in df["probabilities"]]
+    for column in ("probabilities", "gan_probabilities"):
+        df[column] = [vote_list(p) for p in df[column]]
     df["labelled_at"] = pd.to_datetime(df["labelled_at"], utc=True)
     schema = with_classes(LABELS_SCHEMA, classes)
     table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)

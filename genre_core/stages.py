@@ -13,67 +13,76 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from genre_core.allocator import keep_freed_memory
 from genre_core.artifacts import CNNBundle, load_cnn_bundle
 from genre_core.config import FeatureConfig
 from genre_core.decoding import DecodeStage, as_column
 from genre_core.labelling import CNNVoter
-from genre_core.models.gan import GANBundle, Generator, load_gan_bundle
-from genre_core.refine import refine_unclassified
+from genre_core.models.gan import Generator
+from genre_core.models.gan_bundle import GANBundle, load_gan_bundle
+from genre_core.refine import refine_songs
 from genre_core.schema import STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED
 
 
 def load_gan_for(gan_url: str, cnn: CNNBundle, device: str | None = None) -> tuple[Generator, GANBundle]:
     """Load the GAN bundle at ``gan_url``, refusing one trained for another CNN bundle or feature version."""
     return load_gan_bundle(gan_url, cnn_version=cnn.version, feature_version=cnn.feature_version,
-                           device=device)  # type: ignore[return-value]
+                           device=device)
+
+
+def no_gan_columns(n: int, n_classes: int) -> dict[str, Any]:
+    """The columns :class:`GANStage` adds, for ``n`` rows that no GAN stage processed."""
+    return {"gan_probabilities": list(np.full((n, n_classes), np.nan, dtype=np.float32)),
+            "gan_confidence": np.full(n, np.nan, dtype=np.float32), "gan_input_slices": np.zeros(n, dtype=np.int64)}
 
 
 class GANStage:
-    """GAN refinement of the unclassified songs of a batch (see :mod:`genre_core.refine` for the rule).
+    """GAN re-classification of the unclassified songs of a batch (the rule: :mod:`genre_core.refine`).
 
-    Rows whose CNN status is not ``unclassified`` pass through unchanged; for the others (their slices translated
-    and read back ``batch_slices`` at a time: small on a CPU, large on a GPU) the translated votes
-    may turn the row into ``gan_resolved`` with its genre. Adds ``cnn_status`` (the status before this stage)
-    and ``gan_input_slices`` (how many slices this stage translated for the row: 0 for every row it did not
-    process), and drops the ``slices`` payload. Building one tunes this process's allocator
+    Rows whose CNN status is not ``unclassified`` pass through unchanged and never reach the models; the slices
+    of the others go through the generator and the CNN together, ``batch_slices`` at a time across songs (small
+    on a CPU, large on a GPU), and a row may become ``gan_resolved`` with its genre. Adds ``cnn_status`` (the
+    status before this stage), ``gan_probabilities`` (the GAN votes: the CNN's mean softmax over the translated
+    slices; a NaN row for every row this stage did not process), ``gan_confidence`` (the combined share of the
+    top genre that the decision used; NaN there too) and ``gan_input_slices`` (slices translated: 0 for rows it
+    did not process), and drops the ``slices`` payload. Building one tunes this process's allocator
     (:mod:`genre_core.allocator`).
     """
 
     def __init__(self, gan_url: str, cnn_url: str, device: str | None = None, batch_slices: int = 16) -> None:
         keep_freed_memory()
         self.cnn, cnn_meta = load_cnn_bundle(cnn_url, device=device)
-        self.generator, self.meta = load_gan_for(gan_url, cnn_meta, device)
         self.device = next(self.cnn.parameters()).device
+        self.generator, self.meta = load_gan_for(gan_url, cnn_meta, self.device)
         self.classes = list(cnn_meta.classes)
-        self.params = {k: self.meta.refine[k] for k in ("top_k", "threshold", "cost_weight")}
-        self.params["vote_weight"] = float(self.meta.refine.get("vote_weight", 0.0))
-        self.params["standardize"] = cnn_meta.feature_config.normalization == "per_slice"
-        self.params["batch_size"] = batch_slices  # translations / CNN readings per forward pass
+        self.standardize = cnn_meta.feature_config.normalization == "per_slice"
+        self.batch_slices = batch_slices  # translations / CNN readings per forward pass
 
     @property
     def version(self) -> str:
         return self.meta.version
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        n = len(batch["status"])
+        n, n_classes = len(batch["status"]), len(self.classes)
         status, genre = list(batch["status"]), list(batch["genre"])
-        n_translated = np.zeros(n, dtype=np.int64)
-        for i in range(n):
-            if status[i] != STATUS_UNCLASSIFIED:
+        added = no_gan_columns(n, n_classes)
+        gan_probs, gan_conf, n_translated = (added[k] for k in ("gan_probabilities", "gan_confidence",
+                                                                  "gan_input_slices"))
+        # only unclassified rows still carry spectrograms (pool 1 drops the others' payload)
+        slices = [np.asarray(batch["slices"][i], np.float32) if status[i] == STATUS_UNCLASSIFIED else None
+                  for i in range(n)]
+        decisions = refine_songs(status, slices, [np.asarray(p) for p in batch["probabilities"]], self.generator,
+                                 self.cnn, self.meta.refine, batch_size=self.batch_slices, standardize=self.standardize)
+        for i, decision in enumerate(decisions):
+            if decision is None:
                 continue
-            slices = torch.as_tensor(np.asarray(batch["slices"][i], np.float32), device=self.device)
-            with torch.inference_mode():
-                decision = refine_unclassified(status[i], slices, np.asarray(batch["probabilities"][i]),
-                                               self.generator, self.cnn, **self.params)
-            n_translated[i] = len(slices)
-            if decision is not None and decision.resolved:
+            gan_probs[i] = decision.gan_votes.astype(np.float32)  # one dtype for the column (Arrow tensors)
+            gan_conf[i], n_translated[i] = decision.confidence, len(slices[i])
+            if decision.resolved:
                 status[i], genre[i] = STATUS_GAN_RESOLVED, self.classes[int(decision.genre_index)]
         out = {k: v for k, v in batch.items() if k != "slices"}
-        out.update(cnn_status=batch["status"], status=as_column(status), genre=as_column(genre),
-                   gan_input_slices=n_translated)
+        out.update(cnn_status=batch["status"], status=as_column(status), genre=as_column(genre), **added)
         return out
 
 

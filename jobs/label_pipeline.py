@@ -32,7 +32,7 @@ from genre_core.decoding import DecodeStage, as_column
 from genre_core.label_commit import RunCommitter
 from genre_core.label_writer import PART_COLUMN, LabelFileWriter, read_part
 from genre_core.labelling import CNNVoter
-from genre_core.stages import GANStage
+from genre_core.stages import GANStage, no_gan_columns
 from jobs.label_plan import Plan, todo_blocks
 from jobs.models import ModelSet
 from jobs.resources import PoolResources, ResourcesConfig, RetryResources
@@ -96,7 +96,7 @@ class CNNActor(CNNVoter):
         if self.last_stage:
             del out["slices"]
             out["cnn_status"] = out["status"]
-            out["gan_input_slices"] = np.zeros(len(out["status"]), dtype=np.int64)
+            out.update(no_gan_columns(len(out["status"]), len(self.classes)))
         return out
 
 

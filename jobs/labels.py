@@ -30,7 +30,7 @@ from genre_core.config import ConfigError
 from genre_core.explain import explain
 from genre_core.label_runs import history, orphan_files, remove_orphan_files, rollback, runs
 from genre_core.label_table import LabelsNotFound, open_table, read_labels
-from genre_core.models.gan import GANBundle
+from genre_core.models.gan_bundle import GANBundle
 from jobs.label import table_from_args
 from jobs.models import bundle_urls
 

@@ -5,13 +5,16 @@ genre_core.synth.render.SOUNDFONTS), drawn so that every (genre, soundfont) cell
 The reserved MuseScore General soundfonts are refused.
 
 Writes <out>/audio/<genre>/<track_id>.flac and <out>/catalog.parquet with track_id, audio_uri (absolute),
-genre, split (train/val/test, or "shifted") and each song's generation parameters.
+genre, split (train/val/test, or "shifted") and each song's generation parameters. With
+--reference-soundfont, every train song is also rendered through that soundfont without recording effects
+(<out>/reference/<genre>/<track_id>.flac, column reference_uri): the clean targets of the GAN's training pairs.
 
 Examples:
   genre-job make-catalog --per-genre 100 --out data/demo
   genre-job make-catalog --per-genre 20 --preset shifted --out data/shifted
   genre-job make-catalog --per-genre 10 --soundfonts timgm6mb,fluidr3 --out data/two-fonts
   genre-job make-catalog --per-genre 3 --out s3://bucket/catalog --preview grid.png
+  genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --out data/paired
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from tqdm import tqdm
 
 from genre_core import storage
 from genre_core.config import GENRES
-from genre_core.synth.catalog import SongSpec, plan_catalog, render_song
+from genre_core.synth.catalog import SongSpec, plan_catalog, reference_spec, render_song
 from genre_core.synth.effects import PRESETS
 from genre_core.synth.render import SOUNDFONTS, SynthSetupError, find_fluidsynth, resolve_soundfonts
 
@@ -40,6 +43,7 @@ CATALOG_SCHEMA = pa.schema([
     ("arrangement", pa.string()),
     ("soundfont", pa.string()), ("effects", pa.string()), ("seed", pa.int64()), ("preset", pa.string()),
 ])
+REFERENCE_FIELD = pa.field("reference_uri", pa.string())  # with --reference-soundfont; null outside split train
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -55,18 +59,30 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each song (default 30)")
     parser.add_argument("--format", dest="audio_format", default="flac", choices=["flac", "wav"])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    parser.add_argument("--reference-soundfont", default=None, metavar="SOUNDFONT",
+                        help="also render every train song through this soundfont (a short name or path) with no "
+                             "recording effects, as the clean target of the GAN's training pairs (reference_uri)")
     parser.add_argument("--preview", default=None, metavar="FILE.png",
                         help="also draw a grid of log-mel spectrograms, one row per genre")
 
 
-def _render_and_store(job: tuple[SongSpec, str]) -> dict:
-    spec, out = job
+def _store(spec: SongSpec, out: str, folder: str) -> tuple[str, dict]:
     data, params = render_song(spec)
     name = f"{storage.safe_name(spec.track_id)}.{spec.audio_format}"  # a track_id never becomes a path
-    uri = storage.absolute(storage.join(out, "audio", spec.genre, name))
+    uri = storage.absolute(storage.join(out, folder, spec.genre, name))
     storage.write_bytes(uri, data)
-    return {"track_id": spec.track_id, "audio_uri": uri, "genre": spec.genre, "split": spec.split,
-            "duration_s": spec.seconds, "sample_rate": spec.sample_rate, **params}
+    return uri, params
+
+
+def _render_and_store(job: tuple[SongSpec, str, str | None]) -> dict:
+    spec, out, reference = job
+    uri, params = _store(spec, out, "audio")
+    row = {"track_id": spec.track_id, "audio_uri": uri, "genre": spec.genre, "split": spec.split,
+           "duration_s": spec.seconds, "sample_rate": spec.sample_rate, **params}
+    if reference is not None:
+        row["reference_uri"] = _store(reference_spec(spec, reference), out, "reference")[0] \
+            if spec.split == "train" else None
+    return row
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         find_fluidsynth()
         soundfonts = resolve_soundfonts(args.soundfonts)
+        reference = None
+        if args.reference_soundfont:
+            fonts = resolve_soundfonts(args.reference_soundfont)
+            if len(fonts) != 1:
+                raise SynthSetupError(f"--reference-soundfont names one soundfont, got {args.reference_soundfont!r}")
+            reference = fonts[0]
     except SynthSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -92,11 +114,12 @@ def run(args: argparse.Namespace) -> int:
           f"{args.workers} workers -> {out}", flush=True)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = pool.map(_render_and_store, [(s, out) for s in specs], chunksize=2)
+        results = pool.map(_render_and_store, [(s, out, reference) for s in specs], chunksize=2)
         rows = list(tqdm(results, total=len(specs), unit="song", mininterval=1.0 if sys.stderr.isatty() else 15.0))
     elapsed = time.perf_counter() - started
 
-    table = pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA)
+    schema = CATALOG_SCHEMA if reference is None else CATALOG_SCHEMA.append(REFERENCE_FIELD)
+    table = pa.Table.from_pylist(rows, schema=schema)
     catalog_url = storage.join(out, "catalog.parquet")
     fs, path = storage.filesystem(catalog_url)
     with fs.open(path, "wb") as fh:

@@ -1,15 +1,17 @@
-"""Train the conditional spectrogram GAN of the refine stage and write a GAN bundle.
+"""Train the GAN stage's generator on paired renders and write a GAN bundle.
 
-The GAN is tied to one CNN bundle (--cnn): it uses that bundle's feature config, translates slices of the
-songs of split 'train' (the CNN's training songs), and the refine parameters (top-k, cost weight,
-threshold) are chosen on the songs of split 'val' with the CNN's votes; 'test' songs are never used (their
-log-mels are only decoded into the shared cache). The bundle names the CNN bundle's version and the
-feature_version, and loading it with another CNN refuses. Log-mels of the whole catalog are decoded once and
-cached under --cache-dir (a .npy per catalog and feature version).
+The generator is tied to one CNN bundle (--cnn): it works on that bundle's features and learns with that
+CNN frozen (genre_core.training.gan). Its training pairs come from the catalog's split 'train': each song's
+audio (input) and the same composition rendered through a reference soundfont without effects (target,
+column reference_uri: `genre-job make-catalog --reference-soundfont fluidr3`). The refine parameters
+(gan_weight, threshold; genre_core.refine) are then chosen on validation songs: the split 'val' of the
+catalog, or every song of --tune-catalog (songs like the ones the stage will meet, e.g. of another
+soundfont); 'test' songs are never used. The bundle names the CNN bundle's version and the feature_version,
+and loading it with another CNN refuses. Log-mels are decoded once and cached under --cache-dir.
 
 Examples:
-  python -m jobs.train gan --cnn /work/models/cnn-default --catalog /work/corpus/default/catalog.parquet \\
-      --out /work/models/gan-default-s0 --seed 0
+  genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --out data/paired
+  genre-job train gan --cnn models/default/cnn --catalog data/paired/catalog.parquet --out models/default/gan
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pandas as pd
 from genre_core.config import ConfigError, FeatureConfig
 
 DEFAULT_CACHE_DIR = "/tmp/genre-tagger-cache"
-DEFAULT_AUGMENT = 1.0  # restoration training: on the shifted validation songs it made the reading informative
+REFERENCE_SUFFIX = "#reference"  # cache key of a song's reference render
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -38,21 +40,22 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
     d = GANTrainConfig()
     parser.add_argument("--cnn", required=True, help="CNN bundle directory the GAN serves (local or s3://)")
-    parser.add_argument("--catalog", required=True, help="catalog Parquet with track_id, audio_uri, genre, split")
+    parser.add_argument("--catalog", required=True,
+                        help="catalog Parquet with track_id, audio_uri, genre, split and reference_uri (the clean "
+                             "target render of each train song)")
     parser.add_argument("--out", required=True, help="GAN bundle directory to write (local or s3://)")
+    parser.add_argument("--tune-catalog", default=None,
+                        help="validation songs for the refine parameters (every song with a genre); default: the "
+                             "split 'val' of --catalog")
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--steps", type=int, default=d.steps, help=f"generator steps ({d.steps})")
+    parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps ({d.steps})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--crop-frames", type=int, default=d.crop_frames,
-                        help="time crop of the training slices (fully convolutional nets; 0 = whole slices)")
+                        help=f"time crop of the training pairs ({d.crop_frames}; 0 = whole slices)")
     parser.add_argument("--max-minutes", type=float, default=d.max_minutes,
                         help="stop training after this wall time even if steps remain")
-    parser.add_argument("--augment", type=float, default=DEFAULT_AUGMENT,
-                        help="recording-chain degradation of the generator's input crops, which it learns to "
-                             "undo (1 = the ranges of the synthesizer's shifted preset, the default; 0 = off, "
-                             "plain identity loss as in StarGAN)")
-    parser.add_argument("--g-channels", type=int, default=None, help="generator base channels")
-    parser.add_argument("--g-res-blocks", type=int, default=None, help="generator residual blocks")
+    parser.add_argument("--pair-hop", type=int, default=None,
+                        help="frames between the starts of training pairs (default: half a slice)")
     parser.add_argument("--refine-min-songs", type=int, default=40,
                         help="validation songs used to choose the refine parameters: the unclassified ones, "
                              "topped up with the most ambiguous classified ones to this many (40)")
@@ -62,8 +65,7 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="where decoded log-mels are cached")
     parser.add_argument("--audio-root", default=None, help="if set, every audio_uri must lie inside it")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads for training (use 1 on a machine shared with other jobs: "
-                             "oversubscribed OpenMP threads made the discriminator warm-up 4x slower)")
+                        help="torch threads for training (use 1 on a machine shared with other jobs)")
 
 
 # ---- log-mel cache ---------------------------------------------------------------------------------------
@@ -176,6 +178,41 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+def training_pairs(catalog: pd.DataFrame, fc: FeatureConfig, cache_dir: str, workers: int, hop: int,
+                   root: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Input and target slices ``[N, n_mels, n_frames]`` of the same time spans of every train song with a
+    reference render, and the track_id of each pair."""
+    from genre_core.features import slice_mel
+
+    if "reference_uri" not in catalog.columns:
+        raise ValueError("the catalog has no reference_uri column: render it with `genre-job make-catalog "
+                         "--reference-soundfont NAME` (the clean targets of the GAN's training pairs)")
+    rows = catalog[(catalog["split"] == "train") & catalog["reference_uri"].notna() & catalog["genre"].notna()]
+    if rows.empty:
+        raise ValueError("the catalog has no 'train' songs with a reference_uri")
+    ids = rows["track_id"].tolist()
+    keys = ids + [t + REFERENCE_SUFFIX for t in ids]
+    uris = rows["audio_uri"].astype(str).tolist() + rows["reference_uri"].astype(str).tolist()
+    mels, errors = cached_log_mels(keys, uris, fc, cache_dir, workers, root)
+    if errors:
+        print(f"{len(errors)} training renders could not be decoded (their pairs are skipped), e.g. "
+              f"{next(iter(errors.items()))}", flush=True)
+    xs, ys, owners = [], [], []
+    for tid in ids:
+        if tid not in mels or tid + REFERENCE_SUFFIX not in mels:
+            continue
+        a, b = np.asarray(mels[tid]), np.asarray(mels[tid + REFERENCE_SUFFIX])
+        length = min(a.shape[1], b.shape[1])
+        if length < fc.slice_frames:
+            continue
+        xs.append(slice_mel(a[:, :length], fc, hop_frames=hop))
+        ys.append(slice_mel(b[:, :length], fc, hop_frames=hop))
+        owners += [tid] * len(xs[-1])
+    if not xs:
+        raise ValueError("no training pair could be built (every train song failed to decode or is too short)")
+    return np.concatenate(xs), np.concatenate(ys), owners
+
+
 def _run_gan(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -185,10 +222,11 @@ def _run_gan(args: argparse.Namespace) -> int:
     from genre_core.features import slice_mel
     from genre_core.inference import slice_probabilities
     from genre_core.models.cnn import pick_device
-    from genre_core.models.gan import GANBundle, GANModelConfig, save_gan_bundle
-    from genre_core.training.cnn import Song
-    from genre_core.training.gan import GANTrainConfig, choose_refine_params, refine_tuning_set, train_gan
-    from genre_core.training.recording_chain import mel_band_hz
+    from genre_core.models.gan import GANModelConfig
+    from genre_core.models.gan_bundle import GANBundle, save_gan_bundle
+    from genre_core.refine import gan_votes
+    from genre_core.schema import read_catalog
+    from genre_core.training.gan import GANTrainConfig, Pairs, choose_refine_params, refine_tuning_set, train_gan
 
     t_all = time.perf_counter()
     phases: dict[str, float] = {}
@@ -196,74 +234,59 @@ def _run_gan(args: argparse.Namespace) -> int:
     device = pick_device()
     cnn, cnn_meta = load_cnn_bundle(args.cnn, device=device)
     fc = cnn_meta.feature_config
+    standardize = fc.normalization == "per_slice"
     print(f"CNN bundle {cnn_meta.version} ({len(cnn_meta.classes)} classes, {cnn_meta.feature_version}); "
           f"device {device}", flush=True)
 
     t0 = time.perf_counter()
-    df, mels = load_catalog_mels(args.catalog, fc, ("train", "val"), args.cache_dir, args.workers, args.audio_root)
-    cls_index = {g: i for i, g in enumerate(cnn_meta.classes)}
-    unknown = sorted(set(df["genre"]) - set(cls_index))
-    if unknown:
-        raise ValueError(f"catalog genres {unknown} are not classes of the CNN bundle {list(cnn_meta.classes)}")
-    train_hop = 64 if fc.slice_frames >= 64 else fc.slice_hop_frames
-
-    def songs(split: str, hop: int) -> list[Song]:
-        rows = df[df["split"] == split]
-        out = []
-        for tid, genre in zip(rows["track_id"], rows["genre"], strict=True):
-            mel = np.asarray(mels[tid])
-            if mel.shape[1] >= fc.slice_frames:
-                out.append(Song(tid, cls_index[genre], slice_mel(mel, fc, hop_frames=hop)))
-        return out
-
-    train_songs, val_songs = songs("train", train_hop), songs("val", fc.slice_hop_frames)
-    if not train_songs:
-        raise ValueError("catalog has no 'train' songs")
-    phases["features"] = time.perf_counter() - t0
-    print(f"train {len(train_songs)} songs ({sum(len(s.slices) for s in train_songs)} slices, hop {train_hop}); "
-          f"val {len(val_songs)} songs; features {phases['features']:.1f} s", flush=True)
+    catalog = read_catalog(args.catalog)
+    hop = args.pair_hop or max(1, fc.slice_frames // 2)
+    x, y, owners = training_pairs(catalog, fc, args.cache_dir, args.workers, hop, args.audio_root)
+    pairs = Pairs(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y).unsqueeze(1))
+    phases["pairs"] = time.perf_counter() - t0
+    print(f"{len(x)} training pairs from {len(set(owners))} songs (hop {hop} frames); {phases['pairs']:.1f} s",
+          flush=True)
 
     model_cfg = GANModelConfig()
-    if args.g_channels is not None:
-        model_cfg = dataclasses.replace(model_cfg, g_channels=args.g_channels)
-    if args.g_res_blocks is not None:
-        model_cfg = dataclasses.replace(model_cfg, g_res_blocks=args.g_res_blocks)
-    train_cfg = dataclasses.replace(
-        GANTrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size,
-        crop_frames=args.crop_frames, max_minutes=args.max_minutes, augment=args.augment,
-    )
-    mel_hz = mel_band_hz(fc.n_mels, fc.fmin, fc.fmax) if train_cfg.augment > 0 else None
-    result = train_gan(train_songs, len(cnn_meta.classes), model_cfg, train_cfg, fc.n_mels, mel_hz=mel_hz,
-                       device=device, log=lambda msg: print(msg, flush=True))
+    train_cfg = dataclasses.replace(GANTrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size,
+                                    crop_frames=args.crop_frames, max_minutes=args.max_minutes)
+    result = train_gan(pairs, cnn, model_cfg, train_cfg, standardize=standardize,
+                       log=lambda msg: print(msg, flush=True))
     phases["train"] = result.timings["train_s"]
 
     t0 = time.perf_counter()
-    selection: dict[str, Any] = {"n_val_songs": len(val_songs)}
-    refine_params = {"top_k": 2, "cost_weight": 0.0, "threshold": 0.0}
-    if val_songs:
-        probs = slice_probabilities(cnn, [s.slices for s in val_songs], device=device)
-        tuning = refine_tuning_set(probs, cnn_meta.voting, min_songs=args.refine_min_songs)
-        refine_params, selection = choose_refine_params(
-            [val_songs[i].slices for i in tuning], [probs[i].mean(axis=0) for i in tuning],
-            [val_songs[i].genre_index for i in tuning], result.generator, cnn,
-            standardize=fc.normalization == "per_slice", wrong_penalty=args.wrong_penalty,
-        )
-        selection["tuning_song_ids"] = [val_songs[i].song_id for i in tuning]
-        selection["n_val_songs"] = len(val_songs)
+    tune, tune_mels = load_catalog_mels(args.tune_catalog or args.catalog, fc, None if args.tune_catalog else ("val",),
+                                        args.cache_dir, args.workers, args.audio_root)
+    cls_index = {g: i for i, g in enumerate(cnn_meta.classes)}
+    unknown = sorted(set(tune["genre"]) - set(cls_index))
+    if unknown:
+        raise ValueError(f"validation genres {unknown} are not classes of the CNN bundle {list(cnn_meta.classes)}")
+    tune = tune[[np.asarray(tune_mels[t]).shape[1] >= fc.slice_frames for t in tune["track_id"]]]
+    if tune.empty:
+        raise ValueError("no validation songs to choose the refine parameters on")
+    slices = [slice_mel(np.asarray(tune_mels[t]), fc) for t in tune["track_id"]]
+    probs = slice_probabilities(cnn, slices, device=device)
+    chosen = refine_tuning_set(probs, cnn_meta.voting, min_songs=args.refine_min_songs)
+    votes = [probs[i].mean(axis=0) for i in chosen]
+    g_votes = gan_votes([slices[i] for i in chosen], result.generator, cnn, standardize=standardize)
+    labels = [cls_index[tune["genre"].iloc[i]] for i in chosen]
+    refine, selection = choose_refine_params(votes, g_votes, labels, wrong_penalty=args.wrong_penalty)
+    selection.update(tuning_song_ids=[tune["track_id"].iloc[i] for i in chosen], n_validation_songs=len(tune),
+                     tune_catalog=args.tune_catalog or f"{args.catalog} (split val)")
     phases["select_refine"] = time.perf_counter() - t0
-    print(f"refine parameters (validation): {refine_params}; {selection.get('summary', '')}", flush=True)
+    print(f"refine parameters (validation): {refine}; {selection['summary']}", flush=True)
 
     meta = GANBundle(
         classes=tuple(cnn_meta.classes), model_config=model_cfg, train_config=train_cfg,
         cnn_version=cnn_meta.version, feature_version=cnn_meta.feature_version, feature_config=fc,
-        n_mels=fc.n_mels, n_frames=fc.slice_frames, refine=refine_params,
-        metrics={"history": result.history, "timings": result.timings, "selection": selection,
-                 "n_train_songs": len(train_songs), "phases_s": phases,
+        n_mels=fc.n_mels, n_frames=fc.slice_frames, refine=refine,
+        metrics={"history": result.history, "timings": result.timings, "steps_done": result.steps_done,
+                 "selection": selection, "n_pairs": len(x), "n_train_songs": len(set(owners)), "phases_s": phases,
                  "torch_threads": torch.get_num_threads(), "device": str(device)},
     )
     saved = save_gan_bundle(args.out, result.generator.cpu(), result.discriminator.cpu(), meta)
     print(f"wrote GAN bundle {saved.url} version {saved.version} (for CNN {saved.cnn_version}); "
-          f"training wall time {phases['train']:.1f} s; total {time.perf_counter() - t_all:.1f} s", flush=True)
+          f"training {phases['train']:.1f} s; total {time.perf_counter() - t_all:.1f} s", flush=True)
     return 0
 
 

@@ -102,7 +102,7 @@ def models_with_gan(tmp_path_factory) -> str:
     (for tests of where the GAN stage runs and what it receives, not of translation quality)."""
     import shutil
 
-    from genre_core.training.gan import save_untrained_bundle
+    from genre_core.models.gan_bundle import save_untrained_bundle
     from jobs.models import DEFAULT_MODELS
 
     root = tmp_path_factory.mktemp("models")

@@ -295,13 +295,13 @@ def _gallery(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | 
                                "spectrograms of unclassified songs", "least confident songs first")
         return Section("gallery", title, body)
     examples = [analyser.translation(s) for s in songs]
-    from genre_core.report_gan import draw_translations
+    from genre_core.report.translations import draw_translations
 
     buf = io.BytesIO()
     draw_translations(buf, examples)
-    caption = ("each row: a song's middle slice, then per candidate genre c the translated slice G(x, c) (CNN "
-               "confidence on it, translation cost, refine share q) and the change G(x, c) - x; the row title says "
-               "the true genre and what the GAN stage decided")
+    caption = ("each row: a song's middle slice x with the CNN's vote, the translated slice G(x) with the GAN vote "
+               "(the CNN on every translated slice of the song) and the combined vote that decided it, and the "
+               "change G(x) - x")
     return Section("gallery", title, img(buf.getvalue(), "slices before and after GAN translation", caption))
 
 

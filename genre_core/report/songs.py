@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from genre_core.artifacts import load_cnn_bundle
 from genre_core.audio import load_audio
 from genre_core.config import AudioConfig
 from genre_core.features import song_slices
 from genre_core.inference import slice_probabilities
-from genre_core.models.gan import load_gan_bundle
-from genre_core.report_gan import TranslationExample, translation_example
+from genre_core.models.gan_bundle import load_gan_bundle
+from genre_core.report.translations import TranslationExample, translation_example
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,14 +76,10 @@ class SongAnalyser:
                           slice_probs=probs, slice_step_s=fc.slice_hop_frames * fc.hop_length / fc.sample_rate)
 
     def translation(self, song: SongSlices) -> TranslationExample:
-        """The middle slice translated to each GAN candidate genre, with the refine evidence (the bundle's own
-        refine parameters, so the decision is the one the labelling job makes with this GAN)."""
+        """The middle slice before and after translation, with the votes the refine rule combined (the bundle's
+        own refine parameters, so the decision is the one the labelling job makes with this GAN)."""
         if self.generator is None or self.gan_meta is None:
             raise ValueError("no GAN bundle loaded")
-        refine = self.gan_meta.refine
-        with torch.inference_mode():
-            return translation_example(
-                song.track_id, song.truth, song.slices, song.vote_shares, self.generator, self.cnn, self.classes,
-                top_k=int(refine["top_k"]), threshold=float(refine["threshold"]),
-                cost_weight=float(refine["cost_weight"]),
-                standardize=self.feature_cfg.normalization == "per_slice")
+        return translation_example(song.track_id, song.truth, song.slices, song.vote_shares, self.generator,
+                                   self.cnn, self.classes, self.gan_meta.refine,
+                                   standardize=self.feature_cfg.normalization == "per_slice")

@@ -6,6 +6,7 @@ songs in any order on any number of processes.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -89,6 +90,12 @@ def plan_catalog(genres: list[str], per_genre: int, seed: int, preset: str, soun
                 soundfont=fonts[slot], seconds=seconds, audio_format=audio_format,
             ))
     return specs
+
+
+def reference_spec(spec: SongSpec, soundfont: str) -> SongSpec:
+    """The same composition and crop through ``soundfont`` with no recording effects: the clean target of a
+    GAN training pair whose input is ``spec``'s own render (see genre_core.training.gan)."""
+    return dataclasses.replace(spec, soundfont=soundfont, preset="none")
 
 
 def render_song(spec: SongSpec) -> tuple[bytes, dict[str, Any]]:

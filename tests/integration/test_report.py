@@ -87,8 +87,8 @@ def ablation_json(tmp_path_factory, catalog, models_with_gan) -> str:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = tmp_path_factory.mktemp("ablation")
-    assert module.main(["--cnn", f"{models_with_gan}/cnn", "--gan", f"{models_with_gan}/gan", "--catalog", catalog,
-                        "--split", "train", "--val-split", "train", "--shifted-catalog", catalog,
+    assert module.main(["--cnn", f"{models_with_gan}/cnn", "--gan", f"{models_with_gan}/gan",
+                        "--train-catalog", catalog, "--tune-catalog", catalog, "--eval-catalog", catalog,
                         "--cache-dir", str(out / "cache"),
                         "--workers", "1", "--threads", "1", "--no-record", "--out-json", str(out / "a.json")]) == 0
     return str(out / "a.json")
@@ -148,7 +148,7 @@ def test_report_of_a_run_with_gan_stage_opens_cleanly(labelled, catalog, models_
 
     # the page: every section drawn, nothing replaced by a note
     assert "No GAN stage in this run" not in page and "No ablation file given" not in page
-    for system in ("forced_argmax", "gan_conf_only", "random_ctrl"):  # rows of the ablation JSON's tables
+    for system in ("forced_argmax", "gan_only", "random_ctrl"):  # rows of the ablation JSON's tables
         assert f"<td>{system}</td>" in page
     check = check_page((out / "report.html").as_uri())
     assert check.errors == []
@@ -221,8 +221,10 @@ def test_labels_show_explains_labels_of_real_runs(labelled, reference_labels, mo
             f"margin {c['margin']:.3f} >= m {cnn.voting.margin:.2f}") in texts["classified"]
     g = rows["gan_resolved"]
     assert f"-> {g['genre']}" in texts["gan_resolved"] and "votes were ambiguous" in texts["gan_resolved"]
-    assert (f"the GAN stage ({g['gan_version']}; top_k 2, threshold 0.0, cost_weight 1.0, chosen on validation "
-            f"songs)") in texts["gan_resolved"] and f"chose {g['genre']}" in texts["gan_resolved"]
+    assert (f"the GAN stage ({g['gan_version']}) translated its slices and the CNN read them as" in
+            texts["gan_resolved"])
+    assert ("combined votes (0.5 x CNN + 0.5 x GAN, chosen on validation songs)" in texts["gan_resolved"]
+            and f"it chose {g['genre']}" in texts["gan_resolved"])
     u = rows["unclassified"]
     assert f"top share {u['confidence']:.3f}" in texts["unclassified"] and " < " in texts["unclassified"]
     assert "No GAN stage ran for it" in texts["unclassified"]

@@ -7,23 +7,27 @@ import numpy as np
 from genre_core.artifacts import CNNBundle
 from genre_core.config import CNNConfig, FeatureConfig, VotingConfig
 from genre_core.explain import explain
-from genre_core.models.gan import GANBundle, GANModelConfig
+from genre_core.models.gan import GANModelConfig
+from genre_core.models.gan_bundle import GANBundle
+from genre_core.refine import RefineParams
 
 CLASSES = ["blues", "jazz", "rock"]
 CNN = CNNBundle(classes=tuple(CLASSES), feature_config=FeatureConfig(), cnn_config=CNNConfig(),
                 voting=VotingConfig(tau=0.85, margin=0.8), feature_version="fv-1", version="cnn-1")
 GAN = GANBundle(classes=tuple(CLASSES), model_config=GANModelConfig(), cnn_version="cnn-1", feature_version="fv-1",
                 feature_config=FeatureConfig(), n_mels=128, n_frames=128,
-                refine={"top_k": 2, "threshold": 0.6, "cost_weight": 1.0}, version="gan-1")
+                refine=RefineParams(gan_weight=0.5, threshold=0.6), version="gan-1")
 
 
 def row(status: str, probs: list[float] | None, genre: str | None = None, gan: str | None = None,
-        error: str | None = None) -> dict:
+        error: str | None = None, gan_probs: list[float] | None = None) -> dict:
     shares = None if probs is None else np.asarray(probs, np.float32)
     top = sorted(probs or [0.0, 0.0], reverse=True)
     return {"track_id": "t1", "status": status, "genre": genre, "probabilities": shares, "n_slices": 10,
             "confidence": top[0] if probs else None, "margin": top[0] - top[1] if probs else None, "error": error,
-            "model_version": "cnn-1", "gan_version": gan, "feature_version": "fv-1", "run_id": "r1",
+            "model_version": "cnn-1", "gan_version": gan,
+            "gan_probabilities": None if gan_probs is None else np.asarray(gan_probs, np.float32),
+            "feature_version": "fv-1", "run_id": "r1",
             "labelled_at": "2026-11-25"}
 
 
@@ -42,23 +46,33 @@ def test_unclassified_without_and_with_a_gan_stage() -> None:
     no_gan = explain(row("unclassified", [0.3, 0.5, 0.2]), CLASSES, CNN)
     assert "top share 0.500 (jazz) < tau 0.85, margin 0.200 < m 0.80. No GAN stage ran for it" in no_gan
     assert "the forced vote would say jazz" in no_gan
-    with_gan = explain(row("unclassified", [0.3, 0.5, 0.2], gan="gan-1"), CLASSES, CNN, GAN)
-    assert ("the GAN stage (gan-1; top_k 2, threshold 0.6, cost_weight 1.0, chosen on validation songs) translated "
-            "its slices to the candidates jazz, blues, but no candidate reached the refine threshold") in with_gan
+    # combined: 0.5 * (0.3, 0.5, 0.2) + 0.5 * (0.2, 0.6, 0.2) = (0.25, 0.55, 0.2): 0.55 < threshold 0.6
+    with_gan = explain(row("unclassified", [0.3, 0.5, 0.2], gan="gan-1", gan_probs=[0.2, 0.6, 0.2]), CLASSES, CNN,
+                       GAN)
+    assert ("the GAN stage (gan-1) translated its slices and the CNN read them as jazz (0.600 of the GAN votes); "
+            "combined votes (0.5 x CNN + 0.5 x GAN, chosen on validation songs) give jazz 0.550, lead 0.300, "
+            "< threshold 0.60: no genre reached the threshold with a lead, so it stays unclassified; the forced "
+            "vote would say jazz") in with_gan
+    unknown = explain(row("unclassified", [0.3, 0.5, 0.2], gan="gan-1"), CLASSES, CNN, GAN)
+    assert "the GAN stage (gan-1) ran but its votes are not recorded" in unknown
 
 
 def test_gan_resolved_says_what_it_chose_against_the_vote() -> None:
-    text = explain(row("gan_resolved", [0.3, 0.5, 0.2], "blues", gan="gan-1"), CLASSES, CNN, GAN)
+    # combined: 0.5 * (0.3, 0.5, 0.2) + 0.5 * (0.9, 0.05, 0.05) = (0.6, 0.275, 0.125): blues 0.600 >= 0.60
+    text = explain(row("gan_resolved", [0.3, 0.5, 0.2], "blues", gan="gan-1", gan_probs=[0.9, 0.05, 0.05]),
+                   CLASSES, CNN, GAN)
     assert text.startswith("track t1: gan_resolved -> blues")
-    assert "and chose blues (not the vote's top genre jazz)" in text
+    assert "read them as blues (0.900 of the GAN votes)" in text
+    assert "give blues 0.600, lead 0.325, >= threshold 0.60: it chose blues (not the vote's top genre)" in text
 
 
 def test_bundles_of_other_versions_are_not_used() -> None:
     text = explain(row("classified", [0.05, 0.9, 0.05], "jazz") | {"model_version": "cnn-2"}, CLASSES, CNN)
     assert "tau" in text and "unknown here: pass --models with the bundles the label was made with" in text
     assert "tau 0.85" not in text
-    text = explain(row("gan_resolved", [0.3, 0.5, 0.2], "jazz", gan="gan-2"), CLASSES, CNN, GAN)
-    assert "gan-2; its refine parameters are unknown here" in text
+    text = explain(row("gan_resolved", [0.3, 0.5, 0.2], "jazz", gan="gan-2", gan_probs=[0.1, 0.8, 0.1]), CLASSES,
+                   CNN, GAN)
+    assert "(its weight and threshold are unknown here: pass --models with the bundles)" in text
 
 
 def test_error_rows_give_the_reason_and_what_to_do() -> None:

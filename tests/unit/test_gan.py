@@ -1,8 +1,8 @@
-"""genre_core.models.gan + genre_core.training.gan: shapes, losses, identity property, bundles, tuning."""
+"""genre_core.models.gan (networks), genre_core.models.gan_bundle (I/O) and genre_core.training.gan (paired
+training, the refine parameters chosen on validation songs)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,22 +11,20 @@ import pytest
 import torch
 
 from genre_core.artifacts import BundleError, save_bundle
-from genre_core.config import FeatureConfig, VotingConfig
-from genre_core.models.gan import (
-    Discriminator,
-    GANBundle,
-    GANBundleMismatch,
+from genre_core.config import CNNConfig, FeatureConfig, VotingConfig
+from genre_core.models.cnn import SliceCNN
+from genre_core.models.gan import GANModelConfig, Generator, PatchDiscriminator
+from genre_core.models.gan_bundle import GANBundle, GANBundleMismatch, load_gan_bundle, save_gan_bundle
+from genre_core.refine import RefineParams
+from genre_core.training.gan import (
     GANLossWeights,
-    GANModelConfig,
-    Generator,
-    discriminator_losses,
+    GANTrainConfig,
+    Pairs,
+    choose_refine_params,
     generator_losses,
-    load_gan_bundle,
-    save_gan_bundle,
+    refine_tuning_set,
+    train_gan,
 )
-from genre_core.refine import CandidateEvidence
-from genre_core.training.cnn import Song
-from genre_core.training.gan import GANTrainConfig, choose_refine_params, refine_tuning_set, train_gan
 
 TINY = GANModelConfig(g_channels=4, g_downsamples=1, g_res_blocks=1, d_channels=8, d_layers=2)
 FEATURES = FeatureConfig(n_mels=16, slice_frames=16, slice_hop_frames=16)
@@ -42,171 +40,85 @@ def _perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-# ---- shapes and basics -----------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("shape", [(5, 1, 32, 32), (5, 32, 32), (2, 1, 32, 16), (3, 1, 32, 8)])
-def test_generator_keeps_the_shape(shape: tuple[int, ...]) -> None:
-    g = Generator(10, GANModelConfig(g_channels=4, g_res_blocks=1), n_mels=32)
-    x = torch.randn(*shape)
-    y = g(x, torch.randint(0, 10, (shape[0],)))
-    assert y.shape == (shape[0], 1, 32, shape[-1])
-
-
-def test_generator_accepts_one_hot_and_rejects_bad_conditions() -> None:
-    g = _perturbed(Generator(3, TINY, n_mels=16))
-    x = torch.randn(2, 1, 16, 16)
-    c = torch.tensor([0, 2])
-    torch.testing.assert_close(g(x, c), g(x, torch.nn.functional.one_hot(c, 3).float()))
-    with pytest.raises(ValueError, match="out of range"):
-        g(x, torch.tensor([0, 3]))
-    with pytest.raises(ValueError, match="entries for a batch"):
-        g(x, torch.tensor([0]))
-    with pytest.raises(ValueError, match="expected input"):
-        g(torch.randn(2, 1, 8, 16), c)
-    odd = torch.randn(2, 1, 16, 15)  # a length the strides do not divide: padded, then cropped back
-    out = g(odd, c)
-    assert out.shape == odd.shape and not torch.allclose(out, odd)
-
-
-def test_untrained_generator_is_the_identity_and_condition_matters_once_trained() -> None:
-    g = Generator(3, TINY, n_mels=16).eval()
-    x = torch.randn(4, 1, 16, 16)
-    torch.testing.assert_close(g(x, torch.tensor([0, 1, 2, 0])), x, rtol=0, atol=0)
-    g = _perturbed(g)
-    assert not torch.allclose(g(x, torch.zeros(4, dtype=torch.long)), g(x, torch.ones(4, dtype=torch.long)))
-
-
-def test_discriminator_heads_shapes() -> None:
-    d = Discriminator(10, GANModelConfig(d_channels=8, d_layers=3), n_mels=32)
-    adv, cls = d(torch.randn(4, 1, 32, 16))
-    assert adv.shape == (4, 1, 4, 2) and cls.shape == (4, 10)
-    adv, cls = d(torch.randn(4, 32, 32))
-    assert adv.shape == (4, 1, 4, 4) and cls.shape == (4, 10)
-
-
-def test_losses_are_finite_and_backpropagate() -> None:
+def _cnn(n_frames: int = 16) -> SliceCNN:
     torch.manual_seed(0)
-    g, d = Generator(3, TINY, n_mels=16), Discriminator(3, TINY, n_mels=16)
-    x, y = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 0])
-    lg, fake = generator_losses(g, d, x, y, (y + 1) % 3, GANLossWeights())
-    assert set(lg) >= {"total", "adv", "cls", "cycle", "identity", "cost"}
-    assert all(torch.isfinite(v) for v in lg.values())
-    lg["total"].backward()
-    assert g.out.weight.grad is not None and g.out.weight.grad.abs().sum() > 0
-    g.zero_grad(set_to_none=True)
-    ld = discriminator_losses(d, x, y, fake, GANLossWeights())
-    ld["total"].backward()
-    assert torch.isfinite(ld["total"])
-    assert all(p.grad is None for p in g.parameters())  # the discriminator's step never reaches G
+    return SliceCNN(3, CNNConfig(channels=(4, 8), dropout=0.0), n_mels=16, n_frames=n_frames).eval()
 
 
-# ---- identity property on a tiny trained model -------------------------------------------------------------
+# ---- networks ----------------------------------------------------------------------------------------------
 
-def _toy_songs(n_per_class: int = 8, seed: int = 0) -> list[Song]:
-    """Three 'genres' = energy in the low, middle or high third of 16 mel bands, plus noise; standardised."""
-    rng = np.random.default_rng(seed)
-    songs = []
-    for g in range(3):
-        for i in range(n_per_class):
-            x = rng.normal(0, 0.3, (4, 16, 16)).astype(np.float32)
-            x[:, 5 * g:5 * g + 6, :] += 2.0
-            x = (x - x.mean(axis=(1, 2), keepdims=True)) / x.std(axis=(1, 2), keepdims=True)
-            songs.append(Song(f"{g}-{i}", g, x.astype(np.float32)))
-    return songs
-
-
-@pytest.fixture(scope="module")
-def tiny_trained() -> tuple[Generator, Discriminator, list[Song]]:
-    torch.set_num_threads(1)
-    songs = _toy_songs(8)
-    cfg = GANTrainConfig(seed=0, steps=100, batch_size=8, crop_frames=0, lr_g=2e-3, lr_d=2e-3,
-                         d_warmup_steps=30, log_every=1000)
-    res = train_gan(songs, 3, TINY, cfg, 16, device=torch.device("cpu"), log=lambda _: None)
-    assert res.steps_done == 100 and not res.generator.training
-    return res.generator, res.discriminator, songs
+@pytest.mark.parametrize("frames", [16, 15, 187])
+def test_untrained_generator_is_the_identity_at_any_length(frames: int) -> None:
+    g = Generator(TINY, n_mels=16).eval()
+    x = torch.randn(3, 1, 16, frames)
+    torch.testing.assert_close(g(x), x, rtol=0, atol=0)
+    torch.testing.assert_close(g(x[:, 0]), x, rtol=0, atol=0)  # [B, M, T] accepted too
+    g = _perturbed(g)
+    y = g(x)
+    assert y.shape == x.shape and not torch.allclose(y, x)   # lengths the strides do not divide: cropped back
+    torch.testing.assert_close(g.delta(x), y - x)
 
 
-def test_identity_property_generator_changes_own_genre_least(tiny_trained) -> None:
-    g, _, songs = tiny_trained
-    x = torch.from_numpy(np.concatenate([s.slices for s in songs])).unsqueeze(1)
-    y = torch.from_numpy(np.concatenate([np.full(len(s.slices), s.genre_index) for s in songs]))
+def test_generator_and_discriminator_refuse_other_shapes() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        Generator(GANModelConfig(g_downsamples=3), n_mels=20)
+    with pytest.raises(ValueError, match="expected slices"):
+        Generator(TINY, n_mels=16)(torch.randn(2, 1, 8, 16))
+    d = PatchDiscriminator(TINY, n_mels=16)
+    out = d(torch.randn(2, 1, 16, 32))
+    assert out.dim() == 4 and out.shape[0] == 2 and out.shape[1] == 1 and out.shape[2] * out.shape[3] > 1  # patches
+
+
+# ---- losses and training -------------------------------------------------------------------------------------
+
+def test_losses_are_zero_for_the_identity_on_clean_slices_and_see_the_degradation() -> None:
+    cnn, g, d = _cnn(), Generator(TINY, n_mels=16).eval(), PatchDiscriminator(TINY, n_mels=16)
+    y = torch.randn(4, 1, 16, 16)
+    losses, fake = generator_losses(g, d, cnn, y, y, GANLossWeights())
+    torch.testing.assert_close(fake, y)
+    assert losses["l1"].item() == 0.0 and losses["identity"].item() == 0.0 and abs(losses["reading"].item()) < 1e-6
+    losses, _ = generator_losses(g, d, cnn, y + 0.5, y, GANLossWeights())
+    assert abs(losses["l1"].item() - 0.5) < 1e-6 and losses["reading"].item() > 0
+
+
+def _band_pairs(n: int = 64, frames: int = 16) -> Pairs:
+    """Inputs = clean targets with the low bands boosted and the high ones cut: what G must learn to undo."""
+    rng = np.random.default_rng(0)
+    clean = torch.from_numpy(rng.standard_normal((n, 1, 16, frames)).astype(np.float32))
+    tilt = torch.linspace(1.0, -1.0, 16).view(1, 1, 16, 1)
+    return Pairs(inputs=clean + tilt, targets=clean)
+
+
+def test_train_gan_learns_to_undo_a_degradation_with_the_cnn_frozen() -> None:
+    pairs, cnn = _band_pairs(), _cnn(n_frames=8)
+    before = {k: v.clone() for k, v in cnn.state_dict().items()}
+    cfg = GANTrainConfig(seed=0, steps=80, batch_size=8, crop_frames=8, lr_g=2e-3, lr_d=2e-3, log_every=1000)
+    res = train_gan(pairs, cnn, TINY, cfg, log=lambda _: None)
+    assert res.steps_done == 80 and not res.generator.training
     with torch.no_grad():
-        own = (g(x, y) - x).abs().mean().item()
-        other = (g(x, (y + 1) % 3) - x).abs().mean().item()
-    assert own < 0.2, own                     # G(x, c_x) ~ x (in units of the standardised input)
-    assert other > 3 * own, (own, other)      # reaching another genre costs much more change
+        after = (res.generator(pairs.inputs) - pairs.targets).abs().mean().item()
+    start = (pairs.inputs - pairs.targets).abs().mean().item()
+    assert after < 0.5 * start, (start, after)
+    for k, v in cnn.state_dict().items():  # the CNN is never trained
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    assert all(p.requires_grad for p in cnn.parameters())  # and its parameters are given back as they were
+    again = train_gan(pairs, cnn, TINY, cfg, log=lambda _: None)  # deterministic for a seed on CPU
+    for a, b in zip(res.generator.parameters(), again.generator.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_training_is_deterministic_for_a_seed() -> None:
-    songs = _toy_songs(4)
-    cfg = GANTrainConfig(seed=3, steps=3, batch_size=4, crop_frames=8, d_warmup_steps=2, log_every=1000)
-    a = train_gan(songs, 3, TINY, cfg, 16, device=torch.device("cpu"), log=lambda _: None)
-    b = train_gan(songs, 3, TINY, cfg, 16, device=torch.device("cpu"), log=lambda _: None)
-    for (k, va), vb in zip(a.generator.state_dict().items(), b.generator.state_dict().values(), strict=True):
-        torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
-    with pytest.raises(ValueError, match="crop_frames"):
-        train_gan(songs, 3, TINY, dataclasses.replace(cfg, crop_frames=7), 16, log=lambda _: None)
+def test_train_gan_refuses_bad_inputs() -> None:
+    pairs, cnn = _band_pairs(8), _cnn()
+    with pytest.raises(ValueError, match="longer than"):
+        train_gan(pairs, cnn, TINY, GANTrainConfig(steps=1, crop_frames=32), log=lambda _: None)
+    with pytest.raises(ValueError, match="eval mode"):
+        train_gan(pairs, cnn.train(), TINY, GANTrainConfig(steps=1, crop_frames=8), log=lambda _: None)
+    with pytest.raises(ValueError, match="pairs disagree"):
+        train_gan(Pairs(pairs.inputs, pairs.targets[:4]), cnn.eval(), TINY, GANTrainConfig(steps=1, crop_frames=8),
+                  log=lambda _: None)
 
 
-# ---- bundle ------------------------------------------------------------------------------------------------
-
-def _meta(**kw) -> GANBundle:
-    base = dict(classes=CLASSES, model_config=TINY, cnn_version="cnn-1", feature_version="fv-a",
-                feature_config=FEATURES, n_mels=16, n_frames=16,
-                refine={"top_k": 2, "cost_weight": 4.0, "threshold": 0.55},
-                train_config=GANTrainConfig(seed=7), metrics={"timings": {"train_s": 1.0}})
-    base.update(kw)
-    return GANBundle(**base)
-
-
-def test_bundle_round_trip_same_translations(tmp_path: Path) -> None:
-    g, d = _perturbed(Generator(3, TINY, n_mels=16)), _perturbed(Discriminator(3, TINY, n_mels=16), 1)
-    saved = save_gan_bundle(str(tmp_path / "gan"), g, d, _meta())
-    assert saved.version.startswith("gan-") and saved.cnn_version == "cnn-1"
-    raw = json.loads((tmp_path / "gan" / "bundle.json").read_text())
-    assert raw["kind"] == "gan" and raw["cnn_version"] == "cnn-1" and raw["feature_version"] == "fv-a"
-    assert raw["train_config"]["seed"] == 7
-    g2, meta, d2 = load_gan_bundle(str(tmp_path / "gan"), cnn_version="cnn-1", feature_version="fv-a",
-                                   with_discriminator=True)
-    assert not g2.training and not d2.training
-    assert meta.refine == {"top_k": 2, "cost_weight": 4.0, "threshold": 0.55}
-    assert meta.model_config == TINY and meta.feature_config == FEATURES and meta.classes == CLASSES
-    x, c = torch.randn(3, 1, 16, 16), torch.tensor([0, 1, 2])
-    with torch.no_grad():
-        torch.testing.assert_close(g(x, c), g2(x, c), rtol=0, atol=0)
-        torch.testing.assert_close(d(x)[1], d2(x)[1], rtol=0, atol=0)
-
-
-@pytest.mark.parametrize(("cnn_version", "feature_version", "match"), [
-    ("cnn-2", "fv-a", "trained for CNN bundle 'cnn-1'"),
-    ("cnn-1", "fv-b", "feature_version is 'fv-a'"),
-])
-def test_bundle_refuses_another_cnn_or_feature_version(tmp_path: Path, cnn_version: str, feature_version: str,
-                                                       match: str) -> None:
-    save_gan_bundle(str(tmp_path / "gan"), Generator(3, TINY, n_mels=16), None, _meta())
-    with pytest.raises(GANBundleMismatch, match=match):
-        load_gan_bundle(str(tmp_path / "gan"), cnn_version=cnn_version, feature_version=feature_version)
-
-
-def test_bundle_refuses_other_kinds_tampering_and_missing_names(tmp_path: Path) -> None:
-    save_bundle(str(tmp_path / "cnn"), "cnn", {"w": torch.zeros(2)}, {"classes": list(CLASSES)})
-    with pytest.raises(BundleError, match="kind 'cnn'"):
-        load_gan_bundle(str(tmp_path / "cnn"), cnn_version="cnn-1", feature_version="fv-a")
-    save_gan_bundle(str(tmp_path / "gan"), Generator(3, TINY, n_mels=16), None, _meta())
-    weights = tmp_path / "gan" / "weights.safetensors"
-    blob = bytearray(weights.read_bytes())
-    blob[-1] ^= 0xFF
-    weights.write_bytes(bytes(blob))
-    with pytest.raises(BundleError, match="integrity"):
-        load_gan_bundle(str(tmp_path / "gan"), cnn_version="cnn-1", feature_version="fv-a")
-    with pytest.raises(BundleError, match="must name the CNN bundle"):
-        save_gan_bundle(str(tmp_path / "x"), Generator(3, TINY, n_mels=16), None, _meta(cnn_version=""))
-    with pytest.raises(BundleError, match="no discriminator"):
-        save_gan_bundle(str(tmp_path / "g"), Generator(3, TINY, n_mels=16), None, _meta())
-        load_gan_bundle(str(tmp_path / "g"), cnn_version="cnn-1", feature_version="fv-a", with_discriminator=True)
-
-
-# ---- choosing the refine parameters on validation songs --------------------------------------------------
+# ---- refine parameters on validation songs ---------------------------------------------------------------------
 
 def test_refine_tuning_set_takes_unclassified_then_most_ambiguous() -> None:
     def p(shares: list[float]) -> np.ndarray:
@@ -215,57 +127,83 @@ def test_refine_tuning_set_takes_unclassified_then_most_ambiguous() -> None:
     probs = [p([0.9, 0.05, 0.05]), p([0.45, 0.4, 0.15]), p([0.7, 0.2, 0.1]), p([0.65, 0.3, 0.05])]
     voting = VotingConfig(tau=0.6, margin=0.2)
     assert refine_tuning_set(probs, voting, min_songs=1) == [1]
-    assert refine_tuning_set(probs, voting, min_songs=2) == [1, 3]   # margin 0.35 < 0.5 < 0.85
+    assert refine_tuning_set(probs, voting, min_songs=2) == [1, 3]
     assert refine_tuning_set(probs, voting, min_songs=9) == [0, 1, 2, 3]
 
 
-def _ev(cands: list[int], conf: list[float], cost: list[float]) -> CandidateEvidence:
-    reading = np.array(conf, float)  # the CNN's reading of the translations (the score's evidence)
-    misleading = reading[::-1].copy()  # P(c | G(x, c)), which the rule must not score with
-    return CandidateEvidence(np.array(cands), misleading, np.array(cost, float), np.full(len(cands), 0.3), reading)
+def test_choose_refine_params_follows_the_evidence() -> None:
+    rng = np.random.default_rng(0)
+    labels = list(rng.integers(0, 3, 40))
+    onehot = np.eye(3)
+    wrong_cnn = [0.5 * onehot[(t + 1) % 3] + 0.5 / 3 for t in labels]     # the CNN's votes lean to a wrong genre
+    right_gan = [0.8 * onehot[t] + 0.2 / 3 for t in labels]               # the GAN votes read the truth
+    params, sel = choose_refine_params(wrong_cnn, right_gan, labels)
+    assert sel["forced_vote_accuracy"] == 0.0 and sel["forced_accuracy_by_weight"][str(params.gan_weight)] == 1.0
+    assert 0.0 < params.gan_weight < 0.5  # the smallest weight that turns every vote: the CNN's is kept where it can be
+    assert sel["threshold_scores"][str(params.threshold)][2] == 0  # every decision right: nothing wrong
+    noise = [rng.dirichlet(np.ones(3)) for _ in labels]                     # GAN votes that carry nothing
+    right_cnn = [0.4 * onehot[t] + 0.6 / 3 for t in labels]
+    params, _ = choose_refine_params(right_cnn, noise, labels)
+    assert params.gan_weight <= 0.5  # the CNN keeps the last word where the translation adds nothing
+    assert params == RefineParams(params.gan_weight, params.threshold)
+    with pytest.raises(ValueError, match="same"):
+        choose_refine_params(right_cnn, noise[:3], labels)
 
 
-def test_choose_refine_params_prefers_the_cost_when_it_separates_and_picks_threshold() -> None:
-    # the CNN's confidence always prefers the first candidate, the translation cost points at the truth
-    evidence = [_ev([0, 1], [0.6, 0.4], [0.10, 0.30]),   # truth 0
-                _ev([1, 2], [0.6, 0.4], [0.40, 0.10]),   # truth 2
-                _ev([2, 0], [0.6, 0.4], [0.50, 0.20]),   # truth 0
-                _ev([0, 2], [0.6, 0.4], [0.10, 0.20])]   # truth 0
-    labels = [0, 2, 0, 0]
-    params, sel = choose_refine_params([None] * 4, [None] * 4, labels, None, None, top_ks=(2,),
-                                       cost_weights=(0.0, 8.0, 64.0), thresholds=(0.0, 0.6, 0.99),
-                                       evidence=evidence)
-    assert params["top_k"] == 2 and params["cost_weight"] in (8.0, 64.0)
-    assert sel["val_forced_argmax_accuracy"] == 0.5 and sel["val_refine_accuracy_all_decided"] == 1.0
-    assert params["threshold"] in (0.0, 0.6)   # every decision right: the lowest threshold deciding all
-    assert sel["val_threshold_wrong"] == 0 and sel["val_threshold_coverage"] == 1.0
-    # when the cost carries no information, cost_weight 0 (ties to the smaller weight) is kept
-    flat = [_ev([0, 1], [0.7, 0.3], [0.2, 0.2]), _ev([1, 0], [0.8, 0.2], [0.2, 0.2])]
-    params, _ = choose_refine_params([None] * 2, [None] * 2, [0, 1], None, None, top_ks=(2,),
-                                     cost_weights=(0.0, 8.0), evidence=flat)
-    assert params["cost_weight"] == 0.0
+# ---- bundle -------------------------------------------------------------------------------------------------
+
+def _meta(**kw) -> GANBundle:
+    base = dict(classes=CLASSES, model_config=TINY, cnn_version="cnn-1", feature_version="fv-a",
+                feature_config=FEATURES, n_mels=16, n_frames=16, refine=RefineParams(0.4, 0.55),
+                train_config=GANTrainConfig(seed=7), metrics={"timings": {"train_s": 1.0}})
+    base.update(kw)
+    return GANBundle(**base)
 
 
-def test_restoration_losses_target_the_clean_crop() -> None:
-    torch.manual_seed(0)
-    g, d = Generator(3, TINY, n_mels=16).eval(), Discriminator(3, TINY, n_mels=16)  # untrained G: the identity
-    clean, y = torch.randn(4, 1, 16, 16), torch.tensor([0, 1, 2, 0])
-    degraded = clean + 0.5
-    lg, fake = generator_losses(g, d, degraded, y, (y + 1) % 3, GANLossWeights(), clean=clean)
-    torch.testing.assert_close(fake, degraded)
-    # G gives the degraded crop back unchanged, so restoration and cycle both miss the clean crop by 0.5
-    assert abs(lg["identity"].item() - 0.5) < 1e-6 and abs(lg["cycle"].item() - 0.5) < 1e-6
-    plain, _ = generator_losses(g, d, degraded, y, (y + 1) % 3, GANLossWeights())
-    assert plain["identity"].item() == 0.0 and plain["cycle"].item() == 0.0
+def test_bundle_round_trip_same_translations(tmp_path: Path) -> None:
+    g, d = _perturbed(Generator(TINY, n_mels=16)), _perturbed(PatchDiscriminator(TINY, n_mels=16), 1)
+    saved = save_gan_bundle(str(tmp_path / "gan"), g, d, _meta())
+    assert saved.version.startswith("gan-") and saved.cnn_version == "cnn-1"
+    raw = json.loads((tmp_path / "gan" / "bundle.json").read_text())
+    assert raw["kind"] == "gan" and raw["refine"] == {"gan_weight": 0.4, "threshold": 0.55}
+    assert raw["train_config"]["seed"] == 7
+    g2, meta = load_gan_bundle(str(tmp_path / "gan"), cnn_version="cnn-1", feature_version="fv-a")
+    assert not g2.training and meta.refine == RefineParams(0.4, 0.55)
+    assert meta.model_config == TINY and meta.feature_config == FEATURES and meta.classes == CLASSES
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(g(x), g2(x), rtol=0, atol=0)
 
 
-def test_augmented_training_needs_the_band_frequencies() -> None:
-    cfg = GANTrainConfig(seed=0, steps=2, batch_size=4, crop_frames=8, d_warmup_steps=0, augment=1.0)
-    with pytest.raises(ValueError, match="mel_hz"):
-        train_gan(_toy_songs(2), 3, TINY, cfg, 16, device=torch.device("cpu"), log=lambda _: None)
-    hz = np.linspace(100.0, 8000.0, 16, dtype=np.float32)
-    res = train_gan(_toy_songs(2), 3, TINY, cfg, 16, mel_hz=hz, device=torch.device("cpu"), log=lambda _: None)
-    assert res.steps_done == 2 and np.isfinite(res.history[-1]["g_identity"])
+@pytest.mark.parametrize(("cnn_version", "feature_version", "match"), [
+    ("cnn-2", "fv-a", "trained for CNN bundle 'cnn-1'"),
+    ("cnn-1", "fv-b", "feature_version is 'fv-a'"),
+])
+def test_bundle_refuses_another_cnn_or_feature_version(tmp_path: Path, cnn_version: str, feature_version: str,
+                                                       match: str) -> None:
+    save_gan_bundle(str(tmp_path / "gan"), Generator(TINY, n_mels=16), None, _meta())
+    with pytest.raises(GANBundleMismatch, match=match):
+        load_gan_bundle(str(tmp_path / "gan"), cnn_version=cnn_version, feature_version=feature_version)
+
+
+def test_bundle_refuses_other_kinds_tampering_old_designs_and_missing_names(tmp_path: Path) -> None:
+    save_bundle(str(tmp_path / "cnn"), "cnn", {"w": torch.zeros(2)}, {"classes": list(CLASSES)})
+    with pytest.raises(BundleError, match="kind 'cnn'"):
+        load_gan_bundle(str(tmp_path / "cnn"), cnn_version="cnn-1", feature_version="fv-a")
+    save_gan_bundle(str(tmp_path / "gan"), Generator(TINY, n_mels=16), None, _meta())
+    weights = tmp_path / "gan" / "weights.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(BundleError, match="integrity"):
+        load_gan_bundle(str(tmp_path / "gan"), cnn_version="cnn-1", feature_version="fv-a")
+    old = _meta().to_json()
+    old["refine"] = {"top_k": 2, "cost_weight": 4.0, "threshold": 0.55}  # the conditional translator's rule
+    save_bundle(str(tmp_path / "old"), "gan", {"generator.w": torch.zeros(1)}, old)
+    with pytest.raises(BundleError, match="older design"):
+        load_gan_bundle(str(tmp_path / "old"), cnn_version="cnn-1", feature_version="fv-a")
+    with pytest.raises(BundleError, match="must name the CNN bundle"):
+        save_gan_bundle(str(tmp_path / "x"), Generator(TINY, n_mels=16), None, _meta(cnn_version=""))
 
 
 def test_log_mel_cache_round_trip(tmp_path: Path) -> None:

@@ -227,3 +227,25 @@ def test_where_the_table_lives_comes_from_output_and_configuration(tmp_path):
     other = locate(str(tmp_path / "elsewhere"), catalog_uri=local.catalog["uri"])
     with pytest.raises(ConfigError, match="not in the warehouse"):
         open_table(other)
+
+
+def test_a_table_of_an_earlier_release_gains_the_new_columns(tmp_path):
+    """A table made without the GAN vote columns: the next run adds them, old rows read them as null."""
+    from genre_core.label_table import iceberg_schema
+
+    table = locate(str(tmp_path / "labels"))
+    old_schema = iceberg_schema()
+    old_names = [f.name for f in old_schema.fields if not f.name.startswith("gan_prob") and f.name != "gan_confidence"]
+    os.makedirs(tmp_path / "labels")
+    catalog = table.load_catalog()
+    catalog.create_namespace_if_not_exists(table.namespace)
+    ice = catalog.create_table(table.identifier, schema=old_schema.select(*old_names))
+    old_rows = _rows(["a"]).select(old_names)
+    ice.append(old_rows.cast(ice.schema().as_arrow()))
+    assert "gan_probabilities" not in open_table(table).schema().column_names  # a reader changes nothing
+    c = _committer(table, "r2")
+    c.add(_write(c, ["b"]))
+    c.commit()
+    got = read_labels(table)
+    assert list(got["track_id"]) == ["a", "b"] and list(got.columns) == list(LABEL_COLUMNS)
+    assert got["gan_probabilities"].isna().all() and got["gan_confidence"].isna().all()

@@ -17,7 +17,7 @@ SYSTEMS = {"forced_argmax", "tta", "gan", "identity_ctrl", "random_ctrl"}
 def test_markdown_of_the_recorded_results() -> None:
     ab = load_ablation(str(RESULTS_MD))
     assert "ablation" in ab.heading.lower()  # the last ablation section of RESULTS.md
-    assert len(ab.tables) >= 2  # in-domain and shifted
+    assert len(ab.tables) >= 1  # one per evaluated split
     for t in ab.tables:
         assert t.header[0] == "system" and SYSTEMS <= {r[0] for r in t.rows}
         assert all(len(r) == len(t.header) for r in t.rows)

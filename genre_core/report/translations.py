@@ -1,0 +1,91 @@
+"""Pictures of the GAN stage: one slice of an unclassified song before and after translation, with the votes
+the refine rule combined (:mod:`genre_core.refine`).
+
+:func:`translation_example` computes what to draw for one song (pure: tensors in, arrays out);
+:func:`draw_translations` draws several songs into one PNG with matplotlib (Agg backend, no display). Each row
+is a song: its slice ``x``, the translated slice ``G(x)`` and the change ``G(x) - x``, titled with the CNN's
+vote, the GAN vote and the combined vote that decided it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import IO
+
+import numpy as np
+import torch
+
+from genre_core.refine import Classifier, RefineParams, Translator, decide, gan_votes, vote_shares
+
+
+@dataclass(frozen=True, eq=False)
+class TranslationExample:
+    """One song's slice before/after translation and the rule's figures (arrays are numpy)."""
+
+    song_id: str
+    true_genre: str | None
+    original: np.ndarray        # [n_mels, n_frames]
+    translated: np.ndarray      # [n_mels, n_frames]
+    cnn_genre: str              # top genre of the CNN's votes, and its share
+    cnn_share: float
+    gan_genre: str              # top genre of the GAN votes (the CNN on every translated slice)
+    gan_share: float
+    combined_share: float       # share of the combined votes' top genre
+    decided: str | None         # genre chosen by the rule, None when the song stays unclassified
+
+
+def translation_example(song_id: str, true_genre: str | None, slices: np.ndarray | torch.Tensor,
+                        vote_probs: np.ndarray, generator: Translator, cnn: Classifier, classes: Sequence[str],
+                        params: RefineParams, *, slice_index: int | None = None,
+                        standardize: bool = False) -> TranslationExample:
+    """Refine one song (its slices and CNN vote shares) and keep one slice for the picture (default: the middle
+    one). ``generator`` and ``cnn`` must be in eval mode."""
+    x = torch.as_tensor(np.asarray(slices, dtype=np.float32))
+    g = gan_votes([x], generator, cnn, standardize=standardize)[0]
+    decision = decide(vote_probs, g, params)
+    i = len(x) // 2 if slice_index is None else int(slice_index)
+    with torch.inference_mode():
+        y = generator(x[i:i + 1].unsqueeze(1) if x.dim() == 3 else x[i:i + 1])
+    v = vote_shares(vote_probs)
+    return TranslationExample(
+        song_id=song_id, true_genre=true_genre, original=x[i].reshape(y.shape[-2:]).cpu().numpy(),
+        translated=y[0, 0].cpu().numpy(), cnn_genre=classes[int(np.argmax(v))], cnn_share=float(v.max()),
+        gan_genre=classes[int(np.argmax(g))], gan_share=float(g.max()), combined_share=decision.confidence,
+        decided=classes[decision.genre_index] if decision.genre_index is not None else None)
+
+
+def draw_translations(path: str | IO[bytes], examples: Sequence[TranslationExample],
+                      title: str = "") -> str | IO[bytes]:
+    """Draw ``examples`` (one row each) into a PNG at ``path`` (a file name or a binary file object); returns
+    ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not examples:
+        raise ValueError("no examples to draw")
+    fig, axes = plt.subplots(len(examples), 3, figsize=(9.0, 2.5 * len(examples)), squeeze=False)
+    for r, ex in enumerate(examples):
+        lo, hi = np.percentile(ex.original, [1, 99])
+        change = ex.translated - ex.original
+        diff_max = max(float(np.abs(change).max()), 1e-6)
+        a, b, c = axes[r]
+        a.imshow(ex.original, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi)
+        a.set_title(f"{ex.song_id}: true {ex.true_genre}\nCNN vote {ex.cnn_genre} {ex.cnn_share:.2f}", fontsize=8)
+        a.set_ylabel("mel band")
+        b.imshow(ex.translated, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi)
+        b.set_title(f"G(x): GAN vote {ex.gan_genre} {ex.gan_share:.2f}\ncombined {ex.combined_share:.2f} -> "
+                    f"{ex.decided or 'unclassified'}", fontsize=8)
+        c.imshow(change, origin="lower", aspect="auto", cmap="coolwarm", vmin=-diff_max, vmax=diff_max)
+        c.set_title(f"change G(x) - x\n(+-{diff_max:.2f})", fontsize=8)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, format="png")
+    plt.close(fig)
+    return path
