@@ -42,6 +42,7 @@ def musicnn_outputs(df: pd.DataFrame, cache_path: str | None) -> tuple[MusicnnGe
     cfg = load_config(MUSICNN_CONFIG)
     model, _ = new_genre_model(backbone_dir(cfg.cnn.backbone), GENRES, cfg.cnn.precision)
     cache = dict(np.load(cache_path)) if cache_path and os.path.exists(cache_path) else {}  # by audio_uri
+    cache = {u: v for u, v in cache.items() if v.shape[1] == model.head.n_inputs}  # outputs of this head's inputs
     todo = [u for u in df["audio_uri"] if u not in cache]
     t0 = time.perf_counter()
     if todo:

@@ -55,7 +55,6 @@ def main() -> int:
     target["track_id"] = "target/" + target["track_id"]  # make-catalog's ids repeat from one catalog to the next
     df = pd.concat([base_df, target], ignore_index=True)
     model, outputs = musicnn_outputs(df, args.cache)
-    n_tags = model.backbone.n_tags
     genre = dict(zip(df["track_id"], df["genre"].map(GENRES.index), strict=True))
     heads = {r.track_id: HeadSong(r.track_id, genre[r.track_id], outputs[r.track_id], r.group)
              for r in df.itertuples()}
@@ -63,13 +62,13 @@ def main() -> int:
     def songs_of(frame: pd.DataFrame, split: str) -> list[HeadSong]:
         return [heads[t] for t in frame.loc[frame["split"] == split, "track_id"]]
 
-    base = train_head(model.head, n_tags, songs_of(base_df, "train"), songs_of(base_df, "val"),
+    base = train_head(model.head, songs_of(base_df, "train"), songs_of(base_df, "val"),
                       target_accuracy=args.target_accuracy, log=lambda _: None)
     print(f"base: {len(songs_of(base_df, 'train'))} train songs of {sorted(set(base_df['group']))}, l2 {base.l2:g}, "
           f"tau {base.voting.tau} margin {base.voting.margin}", flush=True)
     test_ids = list(target.loc[target["split"].isin(["val", "test"]), "track_id"])
     labels = [genre[t] for t in test_ids]
-    base_row = scores(evaluate_songs(head_probabilities(base.head, [heads[t] for t in test_ids], n_tags), labels,
+    base_row = scores(evaluate_songs(head_probabilities(base.head, [heads[t] for t in test_ids]), labels,
                                      base.voting), "base")
     print(f"base on {len(test_ids)} new {args.held_out} songs: {base_row}", flush=True)
     scratch_cfg, dense, plain = scratch_slices(target, set(target.loc[target["split"] == "train", "track_id"]))
@@ -79,10 +78,10 @@ def main() -> int:
         pool = target[target["split"] == "train"]
         shots = pool.groupby("genre", group_keys=False).sample(n=args.per_genre, random_state=seed)
         tr, va = split_by_song([Song(t, genre[t], dense[t]) for t in shots["track_id"]], val_fraction, seed)
-        tuned = train_head(base.head, n_tags, [heads[s.song_id] for s in tr], [heads[s.song_id] for s in va],
+        tuned = train_head(base.head, [heads[s.song_id] for s in tr], [heads[s.song_id] for s in va],
                            target_accuracy=args.target_accuracy, log=lambda _: None)
         row = {"seed": seed, "n_shots": len(shots), "n_test": len(test_ids), **base_row}
-        row |= scores(evaluate_songs(head_probabilities(tuned.head, [heads[t] for t in test_ids], n_tags), labels,
+        row |= scores(evaluate_songs(head_probabilities(tuned.head, [heads[t] for t in test_ids]), labels,
                                      tuned.voting), "tuned")
         row["tuned_l2"] = tuned.l2
         row |= scratch_scores(scratch_cfg, tr, [Song(s.song_id, s.genre_index, plain[s.song_id]) for s in va],

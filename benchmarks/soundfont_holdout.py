@@ -53,7 +53,6 @@ def main() -> int:
     rank = df.groupby(["split", "genre", "group"]).cumcount()
     df["trains"] = (df["split"] == "train") & (rank < (args.train_per_genre or len(df)))
     model, outputs = musicnn_outputs(df, args.cache)
-    n_tags = model.backbone.n_tags
     genre = dict(zip(df["track_id"], df["genre"].map(GENRES.index), strict=True))
     heads = {r.track_id: HeadSong(r.track_id, genre[r.track_id], outputs[r.track_id], r.group)
              for r in df.itertuples()}
@@ -70,12 +69,12 @@ def main() -> int:
         test, val = [heads[t] for t in test_ids], [heads[t] for t in val_ids]
         row = {"held_out": held, "n_test": len(test_ids), "n_train": len(train_ids), "n_val": len(val_ids)}
 
-        prior_voting, _ = choose_voting(prior_probabilities(model.head, val, n_tags), val_labels, args.target_accuracy)
-        row |= scores(evaluate_songs(prior_probabilities(model.head, test, n_tags), labels, prior_voting), "prior")
+        prior_voting, _ = choose_voting(prior_probabilities(model.head, val), val_labels, args.target_accuracy)
+        row |= scores(evaluate_songs(prior_probabilities(model.head, test), labels, prior_voting), "prior")
 
-        result = train_head(model.head, n_tags, [heads[t] for t in train_ids], val,
+        result = train_head(model.head, [heads[t] for t in train_ids], val,
                             target_accuracy=args.target_accuracy, log=lambda _: None)
-        row |= scores(evaluate_songs(head_probabilities(result.head, test, n_tags), labels, result.voting), "head")
+        row |= scores(evaluate_songs(head_probabilities(result.head, test), labels, result.voting), "head")
         row["head_l2"] = result.l2
 
         if not args.no_scratch:

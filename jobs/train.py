@@ -320,8 +320,7 @@ def _train_musicnn_head(args: argparse.Namespace, cfg: Config, classes: list[str
             head_songs[split].append(HeadSong(s.song_id, s.genre_index, next(it), groups.get(s.song_id, "")))
     phases["backbone"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    n_tags = model.backbone.n_tags
-    result = train_head(model.head, n_tags, head_songs["train"], head_songs["val"],
+    result = train_head(model.head, head_songs["train"], head_songs["val"],
                         target_accuracy=args.target_accuracy)
     model.head = result.head
     phases["train"] = time.perf_counter() - t0
@@ -330,8 +329,8 @@ def _train_musicnn_head(args: argparse.Namespace, cfg: Config, classes: list[str
     test_report: dict[str, Any] = {"n_songs": 0}
     if head_songs["test"]:
         labels = [s.genre_index for s in head_songs["test"]]
-        probs = head_probabilities(model.head, head_songs["test"], n_tags)
-        prior = prior_probabilities(model.head, head_songs["test"], n_tags)
+        probs = head_probabilities(model.head, head_songs["test"])
+        prior = prior_probabilities(model.head, head_songs["test"])
         test_report = evaluate_songs(probs, labels, result.voting)
         test_report["prior_song_accuracy"] = evaluate_songs(prior, labels, result.voting)["song_accuracy"]
         forced = [classes[int(p.sum(0).argmax())] for p in probs]

@@ -1,14 +1,19 @@
 """The genre model on the pretrained musicnn backbone: tag probabilities and features -> genre logits per slice.
 
 A slice (one 3 s musicnn patch) goes through the frozen backbone (:mod:`genre_core.models.musicnn`), which gives
-the logits of its tags (learnt from real music: the Million Song Dataset's last.fm tags) and its penultimate
-features. The head turns them into genre logits::
+the logits of its tags (learnt from real music: the Million Song Dataset's last.fm tags), its penultimate
+features and its pooled features (the max and mean over time of every front-end and mid-end feature: what
+musicnn's authors found to transfer best to other tasks). The head turns them into genre logits::
 
-    logits = tag_weight @ sigmoid(tag_logits) + feature_weight @ penultimate + bias
+    logits = tag_weight @ sigmoid(tag_logits) + feature_weight @ penultimate
+             + pooled_weight @ standardized(pooled) + bias
 
-It starts as the **prior**: ``tag_weight = PRIOR_SCALE * M`` where ``M`` is the hand-written tag-to-genre map
-(``data/tag_genres.yaml``, one reasoned line per tag; each genre's row of ``M`` sums to 1, so its score is the
-weighted mean of its tags' probabilities), ``feature_weight = 0`` and ``bias = 0``. Training
+where ``standardized`` uses the backbone's own batch-norm statistics of the pooled features (the running mean
+and variance of musicnn's ``bn_pool``, learnt on real music), so that every pooled feature has unit scale and one
+L2 pull means the same for all of them. It starts as the **prior**: ``tag_weight = PRIOR_SCALE * M`` where ``M``
+is the hand-written tag-to-genre map (``data/tag_genres.yaml``, one reasoned line per tag; each genre's row of
+``M`` sums to 1, so its score is the weighted mean of its tags' probabilities), ``feature_weight = 0``,
+``pooled_weight = 0`` and ``bias = 0``. Training
 (:mod:`genre_core.training.head`) moves it away from its starting point only as far as labelled songs pay for,
 under an L2 pull back to that point: it learns what the tags lack (reggae has no tag; disco is more than
 "dance") and keeps what the backbone knows about real music. The prior stays in the model as a buffer, so a
@@ -68,23 +73,36 @@ def prior_matrix(entries: Sequence[dict[str, Any]], tags: Sequence[str], classes
 
 
 class TagPriorHead(nn.Module):
-    """Genre logits from a slice's tag logits and penultimate features, initialised at the tag prior."""
+    """Genre logits from a slice's backbone outputs (tag logits, penultimate and pooled features side by side,
+    ``[B, n_tags + n_penultimate + n_pooled]``: :meth:`MusicnnGenreModel.backbone_outputs`), initialised at the tag
+    prior. ``pooled_mean``/``pooled_std`` standardise the pooled features (the backbone's ``bn_pool`` statistics)."""
 
-    def __init__(self, prior: torch.Tensor, n_features: int) -> None:
+    def __init__(self, prior: torch.Tensor, n_penultimate: int, pooled_mean: torch.Tensor,
+                 pooled_std: torch.Tensor) -> None:
         super().__init__()
         n_classes, n_tags = prior.shape
+        n_pooled = len(pooled_mean)
+        self.n_tags, self.n_penultimate, self.n_pooled = n_tags, n_penultimate, n_pooled
         self.register_buffer("prior", prior.clone().float())
+        self.register_buffer("pooled_mean", pooled_mean.detach().clone().float())
+        self.register_buffer("pooled_std", pooled_std.detach().clone().float())
         self.tag_weight = nn.Parameter(PRIOR_SCALE * prior.clone().float())
-        self.feature_weight = nn.Parameter(torch.zeros(n_classes, n_features))
+        self.feature_weight = nn.Parameter(torch.zeros(n_classes, n_penultimate))
+        self.pooled_weight = nn.Parameter(torch.zeros(n_classes, n_pooled))
         self.bias = nn.Parameter(torch.zeros(n_classes))
 
-    def forward(self, tag_logits: torch.Tensor, penultimate: torch.Tensor) -> torch.Tensor:
-        return (torch.sigmoid(tag_logits) @ self.tag_weight.t() + penultimate @ self.feature_weight.t()
-                + self.bias)
+    @property
+    def n_inputs(self) -> int:
+        return self.n_tags + self.n_penultimate + self.n_pooled
 
-    def prior_logits(self, tag_logits: torch.Tensor) -> torch.Tensor:
+    def forward(self, outputs: torch.Tensor) -> torch.Tensor:
+        tags, pen, pooled = outputs.split([self.n_tags, self.n_penultimate, self.n_pooled], dim=1)
+        return (torch.sigmoid(tags) @ self.tag_weight.t() + pen @ self.feature_weight.t()
+                + ((pooled - self.pooled_mean) / self.pooled_std) @ self.pooled_weight.t() + self.bias)
+
+    def prior_logits(self, outputs: torch.Tensor) -> torch.Tensor:
         """The logits of the prior alone (the map, no training)."""
-        return PRIOR_SCALE * torch.sigmoid(tag_logits) @ self.prior.t()
+        return PRIOR_SCALE * torch.sigmoid(outputs[:, :self.n_tags]) @ self.prior.t()
 
 
 class MusicnnGenreModel(nn.Module):
@@ -94,27 +112,24 @@ class MusicnnGenreModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.precision = precision  # of the backbone's arithmetic (genre_core.models.cnn.use_bf16)
-        self.head = TagPriorHead(prior, n_features=backbone.n_penultimate)
+        bn = backbone.bn_pool
+        self.head = TagPriorHead(prior, backbone.n_penultimate, bn.running_mean,
+                                 torch.sqrt(bn.running_var + bn.eps))
         self.n_classes = int(prior.shape[0])
         self.n_mels = backbone.n_mels
         self.n_frames = backbone.n_frames
 
     def backbone_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, n_tags + n_penultimate]``: the backbone's tag logits and penultimate features side by side
-        (what the head reads, and what training caches once per song)."""
+        """``[B, n_tags + n_penultimate + n_pooled]``: the backbone's tag logits, penultimate and pooled features
+        side by side (what the head reads, and what training caches once per song)."""
         if x.dim() == 4 and x.shape[1] == 1:  # [B, 1, n_mels, n_frames], as SliceCNN also takes (the GAN stage's)
             x = x[:, 0]
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16(x.device, self.precision)):
-            tag_logits, penultimate = self.backbone(x)
-        return torch.cat([tag_logits, penultimate], dim=1).float()
-
-    def head_logits(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Genre logits from :meth:`backbone_outputs`."""
-        n_tags = self.backbone.n_tags
-        return self.head(outputs[:, :n_tags], outputs[:, n_tags:])
+            outputs = self.backbone(x)
+        return torch.cat(outputs, dim=1).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head_logits(self.backbone_outputs(x))
+        return self.head(self.backbone_outputs(x))
 
 
 def new_genre_model(backbone_dir: str, classes: Sequence[str],

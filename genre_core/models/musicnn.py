@@ -92,12 +92,15 @@ class _FastParams:
 
 
 class Musicnn(nn.Module):
-    """musicnn tagger: ``[B, n_mels=96, n_frames=187]`` log-compressed mel patches -> ``(tag_logits, penultimate)``.
+    """musicnn tagger: ``[B, n_mels=96, n_frames=187]`` log-compressed mel patches ->
+    ``(tag_logits, penultimate, pooled)``.
 
     ``tag_logits`` is ``[B, n_tags]`` (apply a sigmoid for musicnn's tag likelihoods); ``penultimate`` is the
-    batch-normalised 200-unit dense layer ``[B, 200]``, what musicnn's extractor calls 'penultimate'. The
-    input layout is this project's (mels, frames); musicnn's own is (frames, mels). Other patch lengths work
-    too (the network pools over time), but the pretrained models were trained on 187 frames.
+    batch-normalised 200-unit dense layer ``[B, 200]``, what musicnn's extractor calls 'penultimate';
+    ``pooled`` is ``[B, 1506]``, the max and mean over time of the front-end and mid-end features (interleaved,
+    before the back end's batch norm), what the extractor calls 'max_pool' and 'mean_pool'. The input layout is
+    this project's (mels, frames); musicnn's own is (frames, mels). Other patch lengths work too (the network
+    pools over time), but the pretrained models were trained on 187 frames.
     """
 
     def __init__(self, tags: Sequence[str], n_mels: int = 96, n_frames: int = 187, n_tags: int = 50,
@@ -139,6 +142,7 @@ class Musicnn(nn.Module):
         self.mid3 = nn.Conv1d(midend_filters, midend_filters, midend_kernel)
         self.bn_mid3 = bn(midend_filters)
         n_feat = n_front + 3 * midend_filters  # 753
+        self.n_pooled = 2 * n_feat
         self.bn_pool = bn(2 * n_feat)
         self.dense = nn.Linear(2 * n_feat, backend_units)
         self.bn_dense = bn(backend_units)
@@ -164,7 +168,7 @@ class Musicnn(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     # ---------------------------------------------------------------- reference path
-    def forward_reference(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_reference(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Layer-by-layer musicnn (training and eval mode): the readable definition the fast path must match."""
         self._check(x)
         h = self.bn_input(x.transpose(1, 2).unsqueeze(1))  # [B, 1, T, M]: TF's NHWC with H = time, W = mels
@@ -184,7 +188,7 @@ class Musicnn(nn.Module):
         pooled = torch.stack([feats.amax(dim=2), feats.mean(dim=2)], dim=2).flatten(1)  # [B, 1506] interleaved
         hidden = self.dense(self.dropout(self.bn_pool(pooled)))
         penultimate = self.bn_dense(F.relu(hidden))
-        return self.output(self.dropout(penultimate)), penultimate
+        return self.output(self.dropout(penultimate)), penultimate, pooled
 
     # ---------------------------------------------------------------- fast eval path
     @torch.no_grad()
@@ -275,8 +279,8 @@ class Musicnn(nn.Module):
             acc = torch.addmm(acc, f_pad[dt:dt + n_frames].reshape(-1, c_in), w[dt])
         return acc.view(n_frames, batch, -1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, n_mels, n_frames]`` -> ``(tag_logits [B, n_tags], penultimate [B, 200])``.
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x [B, n_mels, n_frames]`` -> ``(tag_logits [B, n_tags], penultimate [B, 200], pooled [B, 1506])``.
 
         Training mode runs :meth:`forward_reference`; eval mode the fast path (same function, see the module
         docstring).
@@ -317,7 +321,7 @@ class Musicnn(nn.Module):
         all_feats = torch.cat(feats, dim=2)  # [T, B, 753]
         pooled = torch.stack([all_feats.amax(dim=0), all_feats.mean(dim=0)], dim=2).flatten(1)  # [B, 1506]
         penultimate = F.relu(torch.addmm(p.dense_b, pooled, p.dense_w)) * p.pen_scale + p.pen_shift
-        return torch.addmm(p.out_b, penultimate, p.out_w), penultimate
+        return torch.addmm(p.out_b, penultimate, p.out_w), penultimate, pooled
 
 
 def load_backbone(directory: str, device: torch.device | str | None = None) -> tuple[Musicnn, dict]:

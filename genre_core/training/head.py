@@ -1,10 +1,10 @@
 """Training of the musicnn genre head (:mod:`genre_core.models.genre_head`) on a frozen backbone's cached outputs.
 
-The backbone's outputs (tag logits and penultimate features, ``[n_slices, n_tags + n_penultimate]`` per song) are
-computed once per song (:func:`backbone_outputs`); the head is then fitted on them in seconds: full-batch L-BFGS
-on the slices' cross-entropy plus ``l2 * ||theta - theta_0||^2``, where ``theta_0`` is where the head started (the
-tag prior for a new model, the shipped head when a catalog team fine-tunes it). So the head moves away from what the
-backbone learnt from real music only as far as the labelled songs pay for.
+The backbone's outputs (tag logits, penultimate and pooled features side by side, ``[n_slices, n_tags + n_penultimate
++ n_pooled]`` per song) are computed once per song (:func:`backbone_outputs`); the head is then fitted on them in
+seconds: full-batch L-BFGS on the slices' cross-entropy plus ``l2 * ||theta - theta_0||^2``, where ``theta_0`` is
+where the head started (the tag prior for a new model, the shipped head when a catalog team fine-tunes it). So the
+head moves away from what the backbone learnt from real music only as far as the labelled songs pay for.
 
 ``l2`` is chosen on validation songs, never test songs. When the songs come in groups (soundfonts, or artists),
 each candidate is scored leave-one-group-out: fitted on the training songs of the other groups, scored on the
@@ -28,7 +28,8 @@ from genre_core.config import VotingConfig
 from genre_core.models.genre_head import MusicnnGenreModel, TagPriorHead
 from genre_core.training.cnn import choose_voting, evaluate_songs
 
-DEFAULT_L2_GRID: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 1.0)
+DEFAULT_L2_GRID: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)
+PULLED = ("tag_weight", "feature_weight", "pooled_weight")  # pulled toward the start; the bias is free
 LBFGS_STEPS = 60
 
 
@@ -55,11 +56,11 @@ class HeadResult:
 @torch.inference_mode()
 def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], batch_size: int = 16,
                      progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
-    """The backbone's outputs ``[n_i, n_tags + n_penultimate]`` for each song's slices, batched across songs."""
+    """The backbone's outputs ``[n_i, head.n_inputs]`` for each song's slices, batched across songs."""
     device = next(model.parameters()).device
     counts = [len(s) for s in slices]
     allx = np.concatenate([np.asarray(s, np.float32) for s in slices if len(s)], axis=0) if sum(counts) else None
-    width = model.backbone.n_tags + model.backbone.n_penultimate
+    width = model.head.n_inputs
     if allx is None:
         return [np.zeros((0, width), np.float32) for _ in slices]
     model.eval()
@@ -72,22 +73,19 @@ def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], bat
     return np.split(out, np.cumsum(counts)[:-1])
 
 
-def fit_head(head: TagPriorHead, songs: Sequence[HeadSong], l2: float, n_tags: int,
-             steps: int = LBFGS_STEPS) -> TagPriorHead:
+def fit_head(head: TagPriorHead, songs: Sequence[HeadSong], l2: float, steps: int = LBFGS_STEPS) -> TagPriorHead:
     """A copy of ``head`` fitted on ``songs``' slices, pulled toward ``head``'s own weights."""
     fitted = copy.deepcopy(head).float()
     anchor = {k: v.detach().clone() for k, v in head.state_dict().items()}
     x = torch.from_numpy(np.concatenate([np.asarray(s.outputs, np.float32) for s in songs]))
     y = torch.from_numpy(np.concatenate([np.full(len(s.outputs), s.genre_index, np.int64) for s in songs]))
-    tags, feats = x[:, :n_tags], x[:, n_tags:]
     opt = torch.optim.LBFGS(fitted.parameters(), lr=1.0, max_iter=steps, history_size=20,
                             line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(fitted(tags, feats), y)
-        loss = loss + l2 * ((fitted.tag_weight - anchor["tag_weight"]).pow(2).sum()
-                            + (fitted.feature_weight - anchor["feature_weight"]).pow(2).sum())
+        loss = F.cross_entropy(fitted(x), y)
+        loss = loss + l2 * sum((getattr(fitted, name) - anchor[name]).pow(2).sum() for name in PULLED)
         loss.backward()
         return loss
 
@@ -96,17 +94,16 @@ def fit_head(head: TagPriorHead, songs: Sequence[HeadSong], l2: float, n_tags: i
     return fitted
 
 
-def head_probabilities(head: TagPriorHead, songs: Sequence[HeadSong], n_tags: int) -> list[np.ndarray]:
+def head_probabilities(head: TagPriorHead, songs: Sequence[HeadSong]) -> list[np.ndarray]:
     """Softmax per slice of each song, from its cached backbone outputs."""
     with torch.inference_mode():
-        return [torch.softmax(head(torch.from_numpy(s.outputs[:, :n_tags]), torch.from_numpy(s.outputs[:, n_tags:])),
-                              -1).numpy() for s in songs]
+        return [torch.softmax(head(torch.from_numpy(s.outputs)), -1).numpy() for s in songs]
 
 
-def prior_probabilities(head: TagPriorHead, songs: Sequence[HeadSong], n_tags: int) -> list[np.ndarray]:
+def prior_probabilities(head: TagPriorHead, songs: Sequence[HeadSong]) -> list[np.ndarray]:
     """Softmax per slice of each song under the head's prior alone (the tag map, no training)."""
     with torch.inference_mode():
-        return [torch.softmax(head.prior_logits(torch.from_numpy(s.outputs[:, :n_tags])), -1).numpy() for s in songs]
+        return [torch.softmax(head.prior_logits(torch.from_numpy(s.outputs)), -1).numpy() for s in songs]
 
 
 def _forced_accuracy(probs: Sequence[np.ndarray], songs: Sequence[HeadSong]) -> float:
@@ -141,7 +138,7 @@ def one_standard_error_choice(grid: Sequence[dict[str, Any]], n_val: int) -> tup
     return max((r for r in grid if r["val_forced_accuracy"] >= top - se - 1e-9), key=lambda r: r["l2"]), top, se
 
 
-def train_head(start: TagPriorHead, n_tags: int, train_songs: Sequence[HeadSong], val_songs: Sequence[HeadSong],
+def train_head(start: TagPriorHead, train_songs: Sequence[HeadSong], val_songs: Sequence[HeadSong],
                *, l2_grid: Sequence[float] = DEFAULT_L2_GRID, target_accuracy: float = 0.97,
                log: Callable[[str], None] = print) -> HeadResult:
     """Fit a head from ``start`` (pulled back toward it); ``l2`` and the voting thresholds chosen on val.
@@ -170,7 +167,7 @@ def train_head(start: TagPriorHead, n_tags: int, train_songs: Sequence[HeadSong]
     for l2 in l2_grid:
         accs, probs_all, songs_all = [], [], []
         for tr, va in folds:
-            probs = head_probabilities(fit_head(start, tr, l2, n_tags), va, n_tags)
+            probs = head_probabilities(fit_head(start, tr, l2), va)
             accs.append(_forced_accuracy(probs, va))
             probs_all += probs
             songs_all += va
@@ -188,5 +185,5 @@ def train_head(start: TagPriorHead, n_tags: int, train_songs: Sequence[HeadSong]
     voting, selection = choose_voting(probs, labels, target_accuracy)
     selection.update(l2=best["l2"], scheme="leave-one-group-out" if grouped else f"{len(folds)}-fold cross-validation",
                      groups=groups, l2_rule="largest l2 within one standard error of the best", best_forced=top)
-    return HeadResult(head=fit_head(start, final, best["l2"], n_tags), l2=best["l2"], voting=voting,
+    return HeadResult(head=fit_head(start, final, best["l2"]), l2=best["l2"], voting=voting,
                       selection=selection, val_report=evaluate_songs(probs, labels, voting), grid=grid)

@@ -11,7 +11,8 @@ from genre_core.models.genre_head import PRIOR_SCALE, TagPriorHead, prior_matrix
 from genre_core.training.head import HeadSong, fit_head, head_probabilities, one_standard_error_choice, train_head
 
 MSD_TAGS = ("rock", "pop", "jazz", "Hip-Hop", "dance", "funk", "country", "blues", "metal", "heavy metal")
-N_FEAT = 6
+N_PEN, N_POOL = 6, 4
+POOL_MEAN, POOL_STD = 5.0, 2.0  # the backbone's batch-norm statistics of the pooled features, in these tests
 
 
 def test_msd_map_reads_and_gives_each_mapped_genre_a_row_summing_to_one() -> None:
@@ -33,32 +34,49 @@ def test_map_errors_are_named() -> None:
         prior_matrix([{"tag": "rock", "genre": "rock", "weight": 1.0}], ("pop",), GENRES)
 
 
-def _songs(rng: np.random.Generator, n_per_class: int, group: str, feature_signal: bool) -> list[HeadSong]:
-    """Songs whose tags follow the prior for rock and jazz; reggae's tags read as rock, and only feature 0 tells."""
+def _songs(rng: np.random.Generator, n_per_class: int, group: str, feature_signal: bool,
+           signal_in: str = "penultimate") -> list[HeadSong]:
+    """Songs whose tags follow the prior for rock and jazz; reggae's tags read as rock, and only feature 0 of the
+    penultimate (or of the pooled) features tells."""
     classes = ("rock", "jazz", "reggae")
     songs = []
     for k, g in enumerate(classes):
         for i in range(n_per_class):
             tags = rng.normal(-3.0, 0.5, (8, len(MSD_TAGS)))  # tag logits of 8 slices
             tags[:, MSD_TAGS.index("rock" if g == "reggae" else g)] += 4.0
-            feats = rng.normal(0.0, 1.0, (8, N_FEAT))
+            pen = rng.normal(0.0, 1.0, (8, N_PEN))
+            pooled = rng.normal(POOL_MEAN, POOL_STD, (8, N_POOL))
             if feature_signal and g == "reggae":
-                feats[:, 0] += 3.0
-            songs.append(HeadSong(f"{group}-{g}-{i}", k, np.hstack([tags, feats]).astype(np.float32), group))
+                if signal_in == "penultimate":
+                    pen[:, 0] += 3.0
+                else:
+                    pooled[:, 0] += 3.0 * POOL_STD
+            songs.append(HeadSong(f"{group}-{g}-{i}", k, np.hstack([tags, pen, pooled]).astype(np.float32), group))
     return songs
 
 
 def _head() -> TagPriorHead:
     prior = prior_matrix([{"tag": "rock", "genre": "rock", "weight": 1.0},
                           {"tag": "jazz", "genre": "jazz", "weight": 1.0}], MSD_TAGS, ("rock", "jazz", "reggae"))
-    return TagPriorHead(prior, N_FEAT)
+    return TagPriorHead(prior, N_PEN, torch.full((N_POOL,), POOL_MEAN), torch.full((N_POOL,), POOL_STD))
 
 
 def test_head_starts_at_the_prior() -> None:
     head = _head()
-    x = torch.randn(5, len(MSD_TAGS))
-    torch.testing.assert_close(head(x, torch.randn(5, N_FEAT)), head.prior_logits(x))
+    x = torch.randn(5, head.n_inputs)
+    torch.testing.assert_close(head(x), head.prior_logits(x))
     assert head.tag_weight.max().item() == pytest.approx(PRIOR_SCALE)
+    assert head.n_inputs == len(MSD_TAGS) + N_PEN + N_POOL
+
+
+def test_pooled_features_are_standardised_by_the_backbone_statistics() -> None:
+    head = _head()
+    with torch.no_grad():
+        head.tag_weight.zero_()
+        head.pooled_weight[0, 1] = 1.0
+    x = torch.zeros(1, head.n_inputs)
+    x[0, len(MSD_TAGS) + N_PEN + 1] = POOL_MEAN + 3 * POOL_STD
+    torch.testing.assert_close(head(x), torch.tensor([[3.0, 0.0, 0.0]]))
 
 
 def test_fitting_learns_the_untagged_genre_and_a_strong_pull_keeps_the_prior() -> None:
@@ -67,28 +85,38 @@ def test_fitting_learns_the_untagged_genre_and_a_strong_pull_keeps_the_prior() -
     test = _songs(rng, 12, "b", feature_signal=True)
     head = _head()
     prior_acc = np.mean([p.sum(0).argmax() == s.genre_index
-                         for p, s in zip(head_probabilities(head, test, len(MSD_TAGS)), test, strict=True)])
-    fitted = fit_head(head, train, l2=1e-3, n_tags=len(MSD_TAGS))
+                         for p, s in zip(head_probabilities(head, test), test, strict=True)])
+    fitted = fit_head(head, train, l2=1e-3)
     acc = np.mean([p.sum(0).argmax() == s.genre_index
-                   for p, s in zip(head_probabilities(fitted, test, len(MSD_TAGS)), test, strict=True)])
+                   for p, s in zip(head_probabilities(fitted, test), test, strict=True)])
     assert prior_acc < 0.7 and acc > 0.95  # reggae, which no tag names, is learnt from feature 0
-    stiff = fit_head(head, train, l2=1e4, n_tags=len(MSD_TAGS))
-    assert (stiff.tag_weight - head.tag_weight).abs().max().item() < 0.05
+    stiff = fit_head(head, train, l2=1e4)
+    for name in ("tag_weight", "feature_weight", "pooled_weight"):  # every weight is pulled back to the start
+        assert (getattr(stiff, name) - getattr(head, name)).abs().max().item() < 0.05
     assert (fitted.tag_weight - head.tag_weight).abs().max().item() > (stiff.tag_weight - head.tag_weight).abs().max()
+
+
+def test_the_untagged_genre_is_learnt_from_a_pooled_feature_too() -> None:
+    rng = np.random.default_rng(2)
+    train, test = _songs(rng, 12, "a", True, "pooled"), _songs(rng, 12, "b", True, "pooled")
+    fitted = fit_head(_head(), train, l2=1e-3)
+    acc = np.mean([p.sum(0).argmax() == s.genre_index
+                   for p, s in zip(head_probabilities(fitted, test), test, strict=True)])
+    assert acc > 0.95 and fitted.pooled_weight[2, 0] > fitted.pooled_weight[2, 1:].abs().max()
 
 
 def test_train_head_chooses_l2_leave_one_group_out_and_thresholds_on_val() -> None:
     rng = np.random.default_rng(1)
     train = _songs(rng, 8, "sf1", True) + _songs(rng, 8, "sf2", True)
     val = _songs(rng, 4, "sf1", True) + _songs(rng, 4, "sf2", True)
-    result = train_head(_head(), len(MSD_TAGS), train, val, l2_grid=(1e-3, 1e4), log=lambda _: None)
+    result = train_head(_head(), train, val, l2_grid=(1e-3, 1e4), log=lambda _: None)
     assert result.selection["scheme"] == "leave-one-group-out" and result.selection["groups"] == ["sf1", "sf2"]
     assert result.l2 == 1e-3  # the stiff head never learns reggae: 2/3 at best
     assert [r["l2"] for r in result.grid] == [1e-3, 1e4]
     assert result.grid[0]["val_forced_accuracy"] > result.grid[1]["val_forced_accuracy"]
     assert 0.0 <= result.voting.tau <= 1.0 and result.val_report["n_songs"] == len(val)
     with pytest.raises(ValueError, match="train and val"):
-        train_head(_head(), len(MSD_TAGS), train, [], log=lambda _: None)
+        train_head(_head(), train, [], log=lambda _: None)
 
 
 def test_l2_is_the_stiffest_within_one_standard_error_of_the_best() -> None:

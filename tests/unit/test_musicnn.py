@@ -37,7 +37,8 @@ def test_fast_path_matches_tensorflow(backbone: tuple[Musicnn, dict]) -> None:
     x, logits_tf, pen_tf = _reference(meta)
     assert not model.training
     with torch.inference_mode():
-        logits, pen = model(x)
+        logits, pen, pooled = model(x)
+    assert pooled.shape == (3, 1506)
     assert logits.shape == logits_tf.shape == (3, 50)
     assert pen.shape == pen_tf.shape == (3, 200)
     assert float(logits_tf.abs().max()) > 1.0  # the recorded outputs are not trivially ~0
@@ -49,7 +50,7 @@ def test_reference_path_matches_tensorflow(backbone: tuple[Musicnn, dict]) -> No
     model, meta = backbone
     x, logits_tf, pen_tf = _reference(meta)
     with torch.inference_mode():
-        logits, pen = model.forward_reference(x)
+        logits, pen, _ = model.forward_reference(x)
     assert float((logits - logits_tf).abs().max()) <= TOL
     assert float((pen - pen_tf).abs().max()) <= TOL
 
@@ -63,6 +64,7 @@ def test_fast_path_equals_reference_on_other_shapes(backbone: tuple[Musicnn, dic
             fast, ref = model(x), model.forward_reference(x)
         torch.testing.assert_close(fast[0], ref[0], atol=TOL, rtol=0)
         torch.testing.assert_close(fast[1], ref[1], atol=TOL, rtol=0)
+        torch.testing.assert_close(fast[2], ref[2], atol=TOL, rtol=1e-5)  # pooled features reach the hundreds
 
 
 def test_tags_and_attributes(backbone: tuple[Musicnn, dict]) -> None:
@@ -101,8 +103,8 @@ def test_fast_tensors_follow_new_weights(backbone: tuple[Musicnn, dict]) -> None
 def test_training_mode_runs_reference_and_backpropagates() -> None:
     torch.manual_seed(0)
     model = Musicnn(("a", "b", "c"), n_tags=3).train()
-    logits, pen = model(torch.rand(4, 96, 40) * 4)
-    assert logits.shape == (4, 3) and pen.shape == (4, 200)
+    logits, pen, pooled = model(torch.rand(4, 96, 40) * 4)
+    assert logits.shape == (4, 3) and pen.shape == (4, 200) and pooled.shape == (4, 1506)
     logits.sum().backward()
     assert model.timbral74.weight.grad is not None and model.timbral74.weight.grad.abs().sum() > 0
 

@@ -61,5 +61,8 @@ def test_precision_is_the_bundles_and_bf16_stays_close_to_fp32(tmp_path: Path) -
         loaded.precision = "fp32"
         fp32 = loaded.backbone_outputs(x)
     assert bf16.dtype == fp32.dtype == torch.float32
-    deviation = float((bf16 - fp32).abs().max())
+    n = loaded.head.n_tags + loaded.head.n_penultimate
+    deviation = float((bf16[:, :n] - fp32[:, :n]).abs().max())  # tag logits and penultimate features
     assert 0.0 < deviation < 0.5  # bf16 arithmetic did run, and it reads the patches as fp32 does
+    pooled = (bf16[:, n:] - fp32[:, n:]).abs() / loaded.head.pooled_std  # in the head's standardised units
+    assert float(pooled.max()) < 0.5
