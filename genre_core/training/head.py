@@ -190,3 +190,31 @@ def train_head(start: TagPriorHead, n_tags: int, train_songs: Sequence[HeadSong]
                      groups=groups, l2_rule="largest l2 within one standard error of the best", best_forced=top)
     return HeadResult(head=fit_head(start, final, best["l2"], n_tags), l2=best["l2"], voting=voting,
                       selection=selection, val_report=evaluate_songs(probs, labels, voting), grid=grid)
+
+
+class BackboneRows:
+    """Songs' slices (``slices`` from :class:`genre_core.decoding.DecodeStage`) -> the backbone's outputs per song,
+    ``outputs`` ``[n_i, n_tags + n_penultimate]`` float32 (``[0, width]`` for a song without slices); drops
+    ``slices``. The backbone is the ``bundle_url`` bundle's (fine-tuning) or the one in ``backbone_dir``; ``device``
+    is resolved in this process (:func:`genre_core.models.cnn.resolve_device`)."""
+
+    def __init__(self, backbone_dir: str | None, bundle_url: str | None, classes: Sequence[str], precision: str,
+                 device: str = "auto", gpu_reserved: bool = False) -> None:
+        from genre_core.artifacts import load_cnn_bundle
+        from genre_core.models.cnn import resolve_device
+        from genre_core.models.genre_head import new_genre_model
+
+        self.device = resolve_device(device, gpu_reserved)
+        if bundle_url is not None:
+            model, _ = load_cnn_bundle(bundle_url)
+        else:
+            model, _ = new_genre_model(str(backbone_dir), classes, precision)
+        self.model = model.to(self.device).eval()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from genre_core.decoding import as_column
+
+        outputs = backbone_outputs(self.model, [np.asarray(s, np.float32) for s in batch["slices"]])
+        out = {k: v for k, v in batch.items() if k != "slices"}
+        out["outputs"] = as_column(outputs)
+        return out
