@@ -92,7 +92,32 @@ def slice_dataset(df: pd.DataFrame, cfg: Config, res: TrainResources, audio_root
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of this process: its own pages and the pages of the node's shared object store that it
+    has read blocks from (zero-copy), which the object store's size bounds, not the worker."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
+
+
+def _private_mb() -> float:
+    """This process's own resident memory now (RssAnon: heap, tensors, buffers; no shared or file pages)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class _PeakPrivate:
+    """The largest :func:`_private_mb` seen, sampled every ``every`` batches of an iterator it passes through."""
+
+    def __init__(self, every: int = 8) -> None:
+        self.every, self.peak = every, _private_mb()
+
+    def watch(self, items: Iterator[Any]) -> Iterator[Any]:
+        for i, item in enumerate(items):
+            if i % self.every == 0:
+                self.peak = max(self.peak, _private_mb())
+            yield item
+        self.peak = max(self.peak, _private_mb())
 
 
 def _max_over_workers(value: float, device: torch.device) -> float:
@@ -135,15 +160,17 @@ def _worker_loop(config: dict[str, Any]) -> None:
     train = ray.train.get_dataset_shard("train")
     val = ray.train.get_dataset_shard("val") if config["has_val"] else None
     log(f"{ctx.get_world_size()} workers on {device}; bf16 {loop.model.bf16_on(device)}")
+    memory = _PeakPrivate()
     while not loop.stopped:
         t0 = time.perf_counter()
         batches = ((b["x"], b["y"]) for b in train.iter_torch_batches(
             batch_size=cfg.train.batch_size, local_shuffle_buffer_size=max(res.shuffle_buffer, cfg.train.batch_size),
             dtypes={"x": torch.float32, "y": torch.int64}, pin_memory=device.type == "cuda"))
-        row = loop.train_epoch(batches)
+        row = loop.train_epoch(memory.watch(batches))
         if val is not None:
-            row.update(loop.validate(_val_batches(val)))
+            row.update(loop.validate(memory.watch(_val_batches(val))))
         row["seconds"] = time.perf_counter() - t0
+        row["worker_peak_private_mb"] = _max_over_workers(memory.peak, device)
         row["worker_peak_rss_mb"] = _max_over_workers(_peak_rss_mb(), device)
         loop.end_epoch(row)
         with tempfile.TemporaryDirectory() as tmp:
@@ -209,7 +236,8 @@ def score(df: pd.DataFrame, model_state: dict[str, torch.Tensor], n_classes: int
     use_gpu = res.num_gpus > 0
     ds = song_dataset(df, cfg, res, audio_root).map_batches(
         SongScorer, fn_constructor_kwargs={"state": model_state, "n_classes": n_classes, "cnn_cfg": cfg.cnn,
-                                           "n_mels": fc.n_mels, "n_frames": fc.slice_frames, "gpu_reserved": use_gpu},
+                                           "n_mels": fc.n_mels, "n_frames": fc.slice_frames, "gpu_reserved": use_gpu,
+                                           "torch_threads": res.torch_threads},
         compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=VAL_SONGS_PER_BATCH, batch_format="numpy")
     probs: dict[str, np.ndarray] = {}

@@ -58,7 +58,8 @@ def write_backbone_outputs(p: Plan, res: TrainResources, url: str, bundle_url: s
     ds = ds.map_batches(
         BackboneRows, fn_constructor_kwargs={
             "backbone_dir": None if bundle_url else backbone_dir(cfg.cnn.backbone), "bundle_url": bundle_url,
-            "classes": p.classes, "precision": cfg.cnn.precision, "gpu_reserved": use_gpu},
+            "classes": p.classes, "precision": cfg.cnn.precision, "gpu_reserved": use_gpu,
+            "torch_threads": res.torch_threads},
         compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=8, batch_format="numpy")
     ds = ds.filter(lambda row: row["status"] != "error").select_columns(["track_id", "outputs"])

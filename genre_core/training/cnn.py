@@ -208,7 +208,9 @@ class CNNTrainLoop:
         """One pass over ``batches`` of (slices ``[b, n_mels, n_frames]``, class indices); mean loss and slice
         accuracy over every worker's slices."""
         self.net.train()
-        loss_sum, correct, n = 0.0, 0, 0
+        # summed on the device: reading a figure back every batch would make the host wait for the GPU
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        n = 0
         for xb, yb in batches:
             if self.augment:
                 xb = spec_augment(xb.cpu(), self.gen)
@@ -219,10 +221,10 @@ class CNNTrainLoop:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            loss_sum += float(loss.detach()) * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
+            sums[0] += loss.detach().double() * len(yb)
+            sums[1] += (logits.argmax(1) == yb).sum()
             n += len(yb)
-        loss_sum, correct, n = all_reduce_sum([loss_sum, correct, n], self.device)
+        loss_sum, correct, n = all_reduce_sum([*sums.tolist(), n], self.device)
         if n == 0:
             raise ValueError("an epoch without a training slice")
         return {"train_loss": loss_sum / n, "train_slice_accuracy": correct / n}

@@ -49,10 +49,13 @@ class SliceRows:
 class SongScorer:
     """A slice CNN's softmax per slice for each song of a batch (``slices`` from :class:`DecodeStage`): adds
     ``probabilities`` (``[n_i, n_classes]`` per song; ``[0, n_classes]`` for a song without slices) and drops
-    ``slices``. ``device`` is resolved here, in the process that computes (:func:`resolve_device`)."""
+    ``slices``. ``device`` is resolved here, in the process that computes (:func:`resolve_device`); torch runs on
+    ``torch_threads`` threads."""
 
     def __init__(self, state: dict[str, torch.Tensor], n_classes: int, cnn_cfg: CNNConfig, n_mels: int,
-                 n_frames: int, device: str = "auto", gpu_reserved: bool = False, batch_slices: int = 256) -> None:
+                 n_frames: int, device: str = "auto", gpu_reserved: bool = False, batch_slices: int = 256,
+                 torch_threads: int = 1) -> None:
+        torch.set_num_threads(torch_threads)
         self.device = resolve_device(device, gpu_reserved)
         self.model = SliceCNN(n_classes, cnn_cfg, n_mels=n_mels, n_frames=n_frames)
         self.model.load_state_dict(state)

@@ -196,11 +196,14 @@ class BackboneRows:
     """Songs' slices (``slices`` from :class:`genre_core.decoding.DecodeStage`) -> the backbone's outputs per song,
     ``outputs`` ``[n_i, n_tags + n_penultimate]`` float32 (``[0, width]`` for a song without slices); drops
     ``slices``. The backbone is the ``bundle_url`` bundle's (fine-tuning) or the one in ``backbone_dir``; ``device``
-    is resolved in this process (:func:`genre_core.models.cnn.resolve_device`)."""
+    is resolved in this process (:func:`genre_core.models.cnn.resolve_device`); torch runs on ``torch_threads``
+    threads."""
 
     def __init__(self, backbone_dir: str | None, bundle_url: str | None, classes: Sequence[str], precision: str,
-                 device: str = "auto", gpu_reserved: bool = False) -> None:
+                 device: str = "auto", gpu_reserved: bool = False, torch_threads: int = 1) -> None:
         from genre_core.artifacts import load_cnn_bundle
+
+        torch.set_num_threads(torch_threads)
         from genre_core.models.cnn import resolve_device
         from genre_core.models.genre_head import new_genre_model
 
