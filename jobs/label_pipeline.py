@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
@@ -36,6 +36,9 @@ from genre_core.stages import GANStage, no_gan_columns
 from jobs.label_plan import Plan, todo_blocks
 from jobs.models import ModelSet
 from jobs.resources import ResourcesConfig, RetryResources
+
+if TYPE_CHECKING:
+    import torch
 
 PROGRESS_EVERY_S = 10.0
 
@@ -56,7 +59,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, include_da
     ctx.enable_progress_bars = sys.stderr.isatty()  # bars flood non-interactive logs; we print lines instead
 
 
-def actor_device(device: str) -> Any:
+def actor_device(device: str) -> torch.device:
     """``device`` (``auto``, ``cpu``, ``cuda``) resolved in the calling actor's own process, where Ray has set the
     GPUs reserved for it (``num_gpus``): the driver may run on a CPU-only head node."""
     from genre_core.models.cnn import resolve_device

@@ -1,7 +1,8 @@
-"""Ray resources of the labelling job (infrastructure, not algorithm): pool sizes, CPUs/GPUs, batch sizes.
+"""Ray resources of the labelling and training jobs (infrastructure, not algorithm): pool sizes, CPUs/GPUs, batch
+sizes, training workers.
 
-Read from the ``resources:`` section of the job's YAML config; unknown keys are rejected. On a machine
-without GPUs set ``num_gpus: 0`` and the same actors run on the CPU.
+Read from the ``resources:`` section of the job's YAML config (``--config`` of label, ``--resources`` of train);
+unknown keys are rejected. On a machine without GPUs set ``num_gpus: 0`` and the same actors run on the CPU.
 """
 
 from __future__ import annotations

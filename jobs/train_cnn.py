@@ -22,7 +22,7 @@ import os
 import resource
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -227,7 +227,7 @@ def fit(splits: dict[str, pd.DataFrame], n_classes: int, cfg: Config, res: Train
 
 
 def score(df: pd.DataFrame, model_state: dict[str, torch.Tensor], n_classes: int, cfg: Config, res: TrainResources,
-          audio_root: str | None = None, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+          audio_root: str | None = None) -> dict[str, np.ndarray]:
     """Slice probabilities per track id of ``df``'s songs under ``model_state`` (a Ray Data pass: decode actors,
     then scoring actors on the training workers' devices); songs that could not be decoded are absent."""
     if df.empty:
@@ -245,6 +245,4 @@ def score(df: pd.DataFrame, model_state: dict[str, torch.Tensor], n_classes: int
         for tid, status, p in zip(b["track_id"], b["status"], b["probabilities"], strict=True):
             if status != "error" and len(p):
                 probs[str(tid)] = np.asarray(p, np.float32)
-        if progress is not None:
-            progress(len(probs))
     return probs
