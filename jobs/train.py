@@ -168,6 +168,7 @@ def plan(args: argparse.Namespace) -> Plan:
     df["audio_uri"] = df["audio_uri"].astype(str)
     if not (df["split"] == "train").any():
         raise ValueError("catalog has no 'train' songs")
+    fingerprint = catalog_fingerprint(df)   # of the catalog's rows as they are (before any hold-out)
     if not (df["split"] == "val").any():
         train = df[df["split"] == "train"]
         val = hold_out_validation(train["track_id"].tolist(), train["genre_index"].tolist(),
@@ -177,7 +178,7 @@ def plan(args: argparse.Namespace) -> Plan:
         print(f"no 'val' split in the catalog: held out {len(val)} train songs "
               + (f"(whole {args.split_by} groups)" if args.split_by else "(stratified by genre)"))
     splits = {s: df[df["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
-    return Plan(cfg, splits, classes, catalog_fingerprint(df), df, start_bundle)
+    return Plan(cfg, splits, classes, fingerprint, df, start_bundle)
 
 
 def _run_cnn(args: argparse.Namespace) -> int:

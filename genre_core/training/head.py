@@ -53,8 +53,7 @@ class HeadResult:
 
 
 @torch.inference_mode()
-def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], batch_size: int = 16,
-                     progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
     """The backbone's outputs ``[n_i, n_tags + n_penultimate]`` for each song's slices, batched across songs."""
     device = next(model.parameters()).device
     counts = [len(s) for s in slices]
@@ -67,8 +66,6 @@ def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], bat
     for i in range(0, len(allx), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(allx[i:i + batch_size]))
         out[i:i + batch_size] = model.backbone_outputs(x.to(device)).float().cpu().numpy()
-        if progress is not None:
-            progress(min(i + batch_size, len(allx)), len(allx))
     return np.split(out, np.cumsum(counts)[:-1])
 
 
@@ -202,11 +199,10 @@ class BackboneRows:
     def __init__(self, backbone_dir: str | None, bundle_url: str | None, classes: Sequence[str], precision: str,
                  device: str = "auto", gpu_reserved: bool = False, torch_threads: int = 1) -> None:
         from genre_core.artifacts import load_cnn_bundle
-
-        torch.set_num_threads(torch_threads)
         from genre_core.models.cnn import resolve_device
         from genre_core.models.genre_head import new_genre_model
 
+        torch.set_num_threads(torch_threads)
         self.device = resolve_device(device, gpu_reserved)
         if bundle_url is not None:
             model, _ = load_cnn_bundle(bundle_url)
