@@ -81,8 +81,9 @@ lint: setup
 # the layout of label-cluster.yaml (a decode pool feeding the CNN actors) on this machine's CPUs
 SEPARATE_POOLS := decode.in_cnn_actors=false decode.concurrency=2 decode.num_cpus=0.5 cnn.num_cpus=0.25 decode.songs_per_block=16
 
-# Every benchmark of benchmarks/, each appending its figures to benchmarks/RESULTS.md (about 25 minutes on
-# 2 cores; renders the corpus first when $(CORPUS) has none). Run it on an otherwise idle machine.
+# Every benchmark of benchmarks/ but gpu.py (run it on a GPU machine), each appending its figures to
+# benchmarks/RESULTS.md (about 40 minutes on 2 cores; renders the corpus first when $(CORPUS) has none). Run it on
+# an otherwise idle machine.
 bench: setup $(CORPUS)/corpus/catalog.parquet $(CORPUS)/shifted/catalog.parquet
 	$(BIN)/pip install -q --disable-pip-version-check py-spy==0.4.1   # for profile_job.py
 	$(BIN)/python benchmarks/frontend.py --files $(CORPUS)/corpus/audio --n 100
@@ -94,6 +95,7 @@ bench: setup $(CORPUS)/corpus/catalog.parquet $(CORPUS)/shifted/catalog.parquet
 	$(BIN)/python benchmarks/pool_sizes.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 3000 --no-gan \
 		--variant "" --variant "$(SEPARATE_POOLS)" --variant "decode.songs_per_block=16"
 	$(BIN)/python benchmarks/memory.py --catalog $(CORPUS)/corpus/catalog.parquet --sizes 250,2500
+	$(BIN)/python benchmarks/train_scale.py --catalog $(CORPUS)/corpus/catalog.parquet --repeats 1,4
 	$(BIN)/python benchmarks/gan_cost.py --catalog $(CORPUS)/shifted/catalog.parquet --limit 200
 	$(BIN)/python benchmarks/profile_job.py --catalog $(CORPUS)/corpus/catalog.parquet --limit 1000
 	$(BIN)/python benchmarks/scale.py --design store --tracks 1000000

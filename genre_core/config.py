@@ -57,8 +57,9 @@ class CNNConfig:
     channels: tuple[int, ...] = (16, 32, 64, 128)
     dropout: float = 0.3
     backbone: str = "musicnn-msd"  # a folder of models/backbones/ (or a path to one), for arch "musicnn"
-    # arithmetic of the musicnn backbone: "auto" is bf16 where the device computes it natively (a CPU with
-    # AVX512-BF16 or AMX, a CUDA card with bf16), else fp32; "fp32" always; "bf16" always (slow where emulated)
+    # arithmetic of the model (the slice CNN in training and inference, the musicnn backbone): "auto" is bf16 where
+    # the device computes it natively (a CPU with AVX512-BF16 or AMX, a CUDA card with bf16), else fp32;
+    # "fp32" always; "bf16" always (slow where emulated)
     precision: str = "auto"
 
 

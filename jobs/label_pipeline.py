@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray
@@ -35,13 +35,17 @@ from genre_core.labelling import CNNVoter
 from genre_core.stages import GANStage, no_gan_columns
 from jobs.label_plan import Plan, todo_blocks
 from jobs.models import ModelSet
-from jobs.resources import PoolResources, ResourcesConfig, RetryResources
+from jobs.resources import ResourcesConfig, RetryResources
+
+if TYPE_CHECKING:
+    import torch
 
 PROGRESS_EVERY_S = 10.0
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to a cluster (``address`` or RAY_ADDRESS, as `ray job submit` sets) or start a new local Ray.
+def init_ray(address: str | None = None, num_cpus: int | None = None, include_dashboard: bool = False) -> None:
+    """Connect to a cluster (``address`` or RAY_ADDRESS, as `ray job submit` sets) or start a new local Ray (with
+    the dashboard, whose state API Ray Train's controller watches, when ``include_dashboard``).
 
     Never anything in between: a plain ``ray.init()`` would join whatever cluster /tmp/ray last recorded on this
     machine, and wait forever when that cluster is gone."""
@@ -50,17 +54,17 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         if address:
             ray.init(address=address)
         else:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=include_dashboard)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = sys.stderr.isatty()  # bars flood non-interactive logs; we print lines instead
 
 
-def _device(pool: PoolResources) -> str:
-    if pool.device != "auto":
-        return pool.device
-    import torch
+def actor_device(device: str) -> torch.device:
+    """``device`` (``auto``, ``cpu``, ``cuda``) resolved in the calling actor's own process, where Ray has set the
+    GPUs reserved for it (``num_gpus``): the driver may run on a CPU-only head node."""
+    from genre_core.models.cnn import resolve_device
 
-    return "cuda" if pool.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+    return resolve_device(device, gpu_reserved=bool(ray.get_gpu_ids()))
 
 
 # Columns that hold a string or None. Ray Data hands a column that is None in every row of a block (a block of
@@ -88,7 +92,8 @@ class CNNActor(CNNVoter):
         import torch
 
         torch.set_num_threads(torch_threads)
-        super().__init__(bundle_url, device=device, batch_slices=forward_slices, drop_classified_slices=True)
+        super().__init__(bundle_url, device=actor_device(device), batch_slices=forward_slices,
+                         drop_classified_slices=True)
         self.last_stage = last_stage
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +124,7 @@ class GANActor(GANStage):
         import torch
 
         torch.set_num_threads(torch_threads)
-        super().__init__(gan_url, cnn_url, device=device, batch_slices=forward_slices)
+        super().__init__(gan_url, cnn_url, device=actor_device(device), batch_slices=forward_slices)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         return super().__call__(restore_nulls(batch))
@@ -154,7 +159,7 @@ def build_dataset(plan: Plan, models: ModelSet, res: ResourcesConfig, audio_root
     ds = ray.data.from_arrow_refs(todo_blocks(plan, res.decode.block_size(plan.n_todo, res.decoders)))
     decode_kwargs = {"feature_cfg": models.feature_config,
                      "audio_cfg": AudioConfig(sample_rate=models.feature_config.sample_rate), "root": audio_root}
-    cnn_kwargs = {"bundle_url": models.cnn_url, "device": _device(res.cnn), "torch_threads": res.torch_threads,
+    cnn_kwargs = {"bundle_url": models.cnn_url, "device": res.cnn.device, "torch_threads": res.torch_threads,
                   "forward_slices": res.cnn.forward_slices, "last_stage": not models.gan_url}
     cnn_pool = _actor_pool(res.cnn.concurrency, res.cnn.num_cpus, res.cnn.num_gpus, res.retries)
     if res.decode.in_cnn_actors:  # one block per call, decoded and voted on in the same process
@@ -168,7 +173,7 @@ def build_dataset(plan: Plan, models: ModelSet, res: ResourcesConfig, audio_root
     if models.gan_url:
         ds = ds.map_batches(
             GANActor, fn_constructor_kwargs={"gan_url": models.gan_url, "cnn_url": models.cnn_url,
-                                             "device": _device(res.gan), "torch_threads": res.torch_threads,
+                                             "device": res.gan.device, "torch_threads": res.torch_threads,
                                              "forward_slices": res.gan.forward_slices},
             batch_size=res.gan.batch_size,
             **_actor_pool(res.gan.concurrency, res.gan.num_cpus, res.gan.num_gpus, res.retries),

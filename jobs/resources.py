@@ -1,7 +1,8 @@
-"""Ray resources of the labelling job (infrastructure, not algorithm): pool sizes, CPUs/GPUs, batch sizes.
+"""Ray resources of the labelling and training jobs (infrastructure, not algorithm): pool sizes, CPUs/GPUs, batch
+sizes, training workers.
 
-Read from the ``resources:`` section of the job's YAML config; unknown keys are rejected. On a machine
-without GPUs set ``num_gpus: 0`` and the same actors run on the CPU.
+Read from the ``resources:`` section of the job's YAML config (``--config`` of label, ``--resources`` of train);
+unknown keys are rejected. On a machine without GPUs set ``num_gpus: 0`` and the same actors run on the CPU.
 """
 
 from __future__ import annotations
@@ -68,3 +69,31 @@ def load_resources(path: str | None) -> ResourcesConfig:
     if path is None:
         return ResourcesConfig()
     return from_dict(ResourcesConfig, read_yaml(path).get("resources"), "resources")
+
+
+@dataclass(frozen=True)
+class TrainDecodeResources:
+    concurrency: int = 1          # actors that decode and slice the training songs (CPU only)
+    num_cpus: float = 0.5
+    songs_per_block: int = 4      # songs per decode call (one Ray Data block)
+
+
+@dataclass(frozen=True)
+class TrainResources:
+    """Ray resources of `genre-job train` (section ``resources:`` of ``--resources FILE``): the Ray Train workers
+    and the Ray Data pool that decodes the songs they train on."""
+
+    workers: int = 2              # DDP training workers (gloo on CPUs, NCCL on GPUs)
+    num_cpus: float = 0.5         # per worker
+    num_gpus: float = 0           # per worker; > 0: the workers train on GPUs
+    torch_threads: int = 1        # per worker
+    shuffle_buffer: int = 2048    # slices in each worker's local shuffle buffer (mixes slices of many songs)
+    max_failures: int = 3         # restarts of the worker group from the last checkpoint after a worker died
+    decode: TrainDecodeResources = field(default_factory=TrainDecodeResources)
+
+
+def load_train_resources(path: str | None) -> TrainResources:
+    """The ``resources`` section of a training resources file (defaults when ``path`` is None)."""
+    if path is None:
+        return TrainResources()
+    return from_dict(TrainResources, read_yaml(path).get("resources"), "resources")

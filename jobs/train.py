@@ -5,31 +5,35 @@ audio_uri, genre and split ('train' / 'val' / 'test'; without a split column eve
 Songs of split 'train' train the CNN; 'val' songs choose the epoch (early stopping) and the voting
 thresholds tau/margin (highest coverage with accuracy on classified songs >= --target-accuracy); when the
 catalog has no 'val' songs, a genre-stratified share of the train songs (train.val_fraction) is held out,
-by song. 'test' songs are only evaluated, and their figures go into the bundle's metrics.
-Features are computed in a process pool of --workers processes.
+by song (by whole groups of --split-by COLUMN, e.g. artist, when given). 'test' songs are only evaluated, and
+their figures go into the bundle's metrics.
+
+Runs on Ray (RAY_ADDRESS, as `ray job submit` sets, or a new local Ray): the slice CNN on Ray Train, its songs
+decoded by Ray Data and streamed to --resources' DDP workers, checkpointed every epoch under --checkpoints (a
+rerun of the same training resumes from its last checkpoint); the musicnn head on backbone outputs that Ray Data
+computes once and stores as Parquet beside the checkpoints.
 
 Examples:
   genre-job train cnn --catalog data/corpus/catalog.parquet --out models/default/cnn --config configs/default.yaml
   genre-job train gan --cnn models/default/cnn --catalog data/corpus/catalog.parquet --out models/gan-dev
-  python -m jobs.train cnn --catalog s3://bucket/catalog/ --out s3://bucket/models/v2/cnn --workers 2
+  python -m jobs.train cnn --catalog s3://bucket/catalog/ --out s3://bucket/models/v2/cnn \
+      --resources configs/train-cluster.yaml --checkpoints s3://bucket/checkpoints --split-by artist
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import multiprocessing as mp
+import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from genre_core.config import AudioConfig, Config, ConfigError, FeatureConfig, load_config
-from genre_core.errors import TrackError
+from genre_core.config import Config, ConfigError, load_config
 from genre_core.schema import check_catalog_columns, read_catalog
 from jobs import train_gan
 
@@ -44,8 +48,15 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     cnn.add_argument("--catalog", required=True, help="catalog Parquet file or folder (local or s3://)")
     cnn.add_argument("--out", required=True, help="bundle directory to write (local or s3://)")
     cnn.add_argument("--config", default=None, help="YAML config (default: built-in defaults)")
-    cnn.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                     help="feature worker processes (default: os.cpu_count(); 1 = in-process)")
+    cnn.add_argument("--resources", default=None,
+                     help="YAML whose resources: section sizes the Ray Train workers and the decode pool "
+                          "(configs/train-local.yaml, configs/train-cluster.yaml; default: 2 CPU workers)")
+    cnn.add_argument("--checkpoints", default=os.path.expanduser("~/ray_results"),
+                     help="where every epoch's checkpoint goes, local or s3:// (shared storage on a multi-node "
+                          "cluster); a rerun of the same training resumes there (default ~/ray_results)")
+    cnn.add_argument("--split-by", default=None, metavar="COLUMN",
+                     help="catalog column (artist, album) whose values never straddle two splits: the catalog's "
+                          "splits are checked, and validation songs are held out by whole groups")
     cnn.add_argument("--target-accuracy", type=float, default=0.97,
                      help="accuracy on classified validation songs that tau/margin must reach (0.97)")
     cnn.add_argument("--audio-root", default=None,
@@ -60,65 +71,6 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
                           "leave-one-group-out on validation songs (default: soundfont, when the column exists)")
 
 
-
-
-# ---- feature workers (module-level so that spawned processes can import them) -----------------------
-
-_W: dict[str, Any] = {}
-
-
-def _init_worker(audio_cfg: AudioConfig, feature_cfg: FeatureConfig, root: str | None) -> None:
-    import torch
-
-    from genre_core.features import warm_up
-
-    torch.set_num_threads(1)
-    _W.update(audio=audio_cfg, features=feature_cfg, root=root)
-    warm_up(feature_cfg)
-
-
-def _song_features(task: tuple[str, str, int]) -> tuple[str, np.ndarray | None, str | None]:
-    """(track_id, slices or None, error or None) for one song."""
-    from genre_core.audio import load_audio
-    from genre_core.features import song_slices
-
-    track_id, uri, hop = task
-    try:
-        audio = load_audio(uri, _W["audio"], root=_W["root"])
-        return track_id, song_slices(audio, _W["features"], hop_frames=hop), None
-    except TrackError as exc:
-        return track_id, None, exc.describe()
-
-
-def compute_features(
-    tasks: list[tuple[str, str, int]], cfg: Config, workers: int, root: str | None
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Slices per track id (and errors per track id), computed by ``workers`` processes."""
-    slices: dict[str, np.ndarray] = {}
-    errors: dict[str, str] = {}
-    t0, last = time.perf_counter(), 0.0
-
-    def results() -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-        if workers <= 1:
-            _init_worker(cfg.audio, cfg.features, root)
-            yield from map(_song_features, tasks)
-            return
-        ctx = mp.get_context("spawn")  # no fork after torch/OpenMP initialisation
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg.audio, cfg.features, root)) as pool:
-            yield from pool.imap_unordered(_song_features, tasks, chunksize=4)
-
-    for k, (tid, arr, err) in enumerate(results(), start=1):
-        if err is not None:
-            errors[tid] = err
-            print(f"  skipping {tid}: {err}", flush=True)
-        else:
-            slices[tid] = arr
-        now = time.perf_counter() - t0
-        if k == len(tasks) or now - last >= 10.0:
-            last = now
-            print(f"features: {k}/{len(tasks)} songs, {len(errors)} errors, {now:.1f} s "
-                  f"({k / max(now, 1e-9):.1f} songs/s)", flush=True)
-    return slices, errors
 
 
 # ---- job --------------------------------------------------------------------------------------------
@@ -169,24 +121,30 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def _run_cnn(args: argparse.Namespace) -> int:
-    import torch
+@dataclass
+class Plan:
+    """The labelled songs of each split (columns track_id, audio_uri, genre, genre_index, ...), the classes, the
+    catalog's fingerprint and the config (the --from bundle's features and cnn replace --config's)."""
 
-    from genre_core.artifacts import CNNBundle, save_cnn_bundle
-    from genre_core.features import feature_version
-    from genre_core.inference import slice_probabilities
-    from genre_core.metrics import confusion_matrix
-    from genre_core.models.cnn import pick_device
-    from genre_core.training.cnn import Song, evaluate_songs, split_by_song, train_cnn
+    cfg: Config
+    splits: dict[str, pd.DataFrame]
+    classes: list[str]
+    fingerprint: str
+    catalog: pd.DataFrame
+    start_bundle: Any = None
 
-    t_all = time.perf_counter()
-    phases: dict[str, float] = {}
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Read and check the catalog and config; the songs of each split (validation songs held out of the train
+    split when the catalog has none)."""
+    from genre_core.training.splits import check_groups_within_splits, hold_out_validation
+
     cfg = load_config(args.config)
     start_bundle = None
     if args.from_bundle:
         import dataclasses
 
-        from genre_core.artifacts import read_bundle_meta
+        from genre_core.artifacts import CNNBundle, read_bundle_meta
 
         start_bundle = CNNBundle.from_json(read_bundle_meta(args.from_bundle), url=args.from_bundle)
         if start_bundle.cnn_config.arch != "musicnn":
@@ -195,155 +153,122 @@ def _run_cnn(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, features=start_bundle.feature_config, cnn=start_bundle.cnn_config,
                                   audio=dataclasses.replace(cfg.audio,
                                                             sample_rate=start_bundle.feature_config.sample_rate))
-    t0 = time.perf_counter()
     df = read_catalog(args.catalog)  # validated: readable, track_id unique and never null
-    check_catalog_columns(list(df.columns), extra=("genre",))
+    check_catalog_columns(list(df.columns), extra=("genre",) + ((args.split_by,) if args.split_by else ()))
     refuse_reserved_soundfonts(df, args.catalog)
     if "split" not in df.columns:
         df["split"] = "train"
     df = df[df["genre"].notna()].copy()
     if args.limit:
         df = df.groupby(["split", "genre"], group_keys=False).head(args.limit)
+    if args.split_by:
+        check_groups_within_splits(df["split"].tolist(), df[args.split_by].astype(str).tolist(), args.split_by)
     classes = class_list(df["genre"])
-    cls_index = {g: i for i, g in enumerate(classes)}
-    fp = catalog_fingerprint(df)
-    split_ids = {s: df.loc[df["split"] == s, "track_id"].tolist() for s in ("train", "val", "test")}
-    if not split_ids["train"]:
+    df["genre_index"] = df["genre"].map({g: i for i, g in enumerate(classes)}).astype("int64")
+    df["audio_uri"] = df["audio_uri"].astype(str)
+    if not (df["split"] == "train").any():
         raise ValueError("catalog has no 'train' songs")
-    genre_of = dict(zip(df["track_id"], df["genre"].map(cls_index), strict=True))
-    if not split_ids["val"]:
-        placeholders = [Song(t, int(genre_of[t]), np.empty(0)) for t in split_ids["train"]]
-        tr, va = split_by_song(placeholders, cfg.train.val_fraction, cfg.train.seed)
-        split_ids["train"], split_ids["val"] = [s.song_id for s in tr], [s.song_id for s in va]
-        print(f"no 'val' split in the catalog: held out {len(va)} train songs (stratified by genre)")
-    phases["read_catalog"] = time.perf_counter() - t0
-    print(f"catalog {args.catalog}: {len(df)} songs, {len(classes)} classes; "
-          + ", ".join(f"{k} {len(v)}" for k, v in split_ids.items()) + f"; fingerprint {fp}", flush=True)
+    fingerprint = catalog_fingerprint(df)   # of the catalog's rows as they are (before any hold-out)
+    if not (df["split"] == "val").any():
+        train = df[df["split"] == "train"]
+        val = hold_out_validation(train["track_id"].tolist(), train["genre_index"].tolist(),
+                                  train[args.split_by].astype(str).tolist() if args.split_by else None,
+                                  cfg.train.val_fraction, cfg.train.seed)
+        df.loc[df["track_id"].isin(val), "split"] = "val"
+        print(f"no 'val' split in the catalog: held out {len(val)} train songs "
+              + (f"(whole {args.split_by} groups)" if args.split_by else "(stratified by genre)"))
+    splits = {s: df[df["split"] == s].reset_index(drop=True) for s in ("train", "val", "test")}
+    return Plan(cfg, splits, classes, fingerprint, df, start_bundle)
 
+
+def _run_cnn(args: argparse.Namespace) -> int:
+    from genre_core.config import to_dict
+    from jobs.label_pipeline import init_ray
+    from jobs.resources import load_train_resources
+
+    t_all = time.perf_counter()
+    p = plan(args)
+    res = load_train_resources(args.resources)
+    print(f"catalog {args.catalog}: {len(p.catalog)} songs, {len(p.classes)} classes; "
+          + ", ".join(f"{k} {len(v)}" for k, v in p.splits.items()) + f"; fingerprint {p.fingerprint}", flush=True)
+    name = run_name_for(p, args)
+    init_ray(include_dashboard=True)
+    if p.cfg.cnn.arch == "musicnn":
+        from jobs import train_head
+
+        return train_head.run(args, p, res, name, t_all)
+    from jobs import train_cnn
+
+    phases: dict[str, float] = {}
     t0 = time.perf_counter()
-    uri_of = dict(zip(df["track_id"], df["audio_uri"].astype(str), strict=True))
-    hop = {"train": cfg.train.train_slice_hop_frames, "val": None, "test": None}
-    tasks = [(t, uri_of[t], hop[s] or cfg.features.slice_hop_frames) for s, ids in split_ids.items() for t in ids]
-    slices, errors = compute_features(tasks, cfg, args.workers, args.audio_root)
-    songs = {s: [Song(t, int(genre_of[t]), slices[t]) for t in ids if t in slices] for s, ids in split_ids.items()}
-    phases["features"] = time.perf_counter() - t0
-    print(f"phase features: {phases['features']:.1f} s ({len(errors)} songs skipped)", flush=True)
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    fc = cfg.features
-    if cfg.cnn.arch == "musicnn":
-        groups = dict(zip(df["track_id"], df[args.group_by].astype(str), strict=True)) \
-            if args.group_by in df.columns else {}
-        return _train_musicnn_head(args, cfg, classes, songs, groups, start_bundle, fp, phases, len(errors), t_all)
-    t0 = time.perf_counter()
-    result = train_cnn(songs["train"], songs["val"], len(classes), cfg.cnn, cfg.train, fc.n_mels,
-                       fc.slice_frames, default_voting=cfg.voting, target_accuracy=args.target_accuracy)
-    phases["train"] = result.timings["train_s"]
-    phases["select_voting"] = result.timings["selection_s"]
-    print(f"phase train: {phases['train']:.1f} s (best epoch {result.best_epoch}); phase select_voting: "
-          f"{phases['select_voting']:.1f} s -> tau {result.voting.tau} margin {result.voting.margin} "
-          f"(val coverage {result.selection.get('val_coverage')}, "
-          f"acc on classified {result.selection.get('val_accuracy_on_classified')})", flush=True)
-
-    t0 = time.perf_counter()
-    test_report: dict[str, Any] = {"n_songs": 0}
-    if songs["test"]:
-        labels = [s.genre_index for s in songs["test"]]
-        probs = slice_probabilities(result.model, [s.slices for s in songs["test"]], device=pick_device())
-        test_report = evaluate_songs(probs, labels, result.voting)
-        forced = [classes[int(p.sum(0).argmax())] for p in probs]
-        test_report["confusion"] = confusion_matrix([classes[i] for i in labels], forced, classes)
-    phases["test_eval"] = time.perf_counter() - t0
-    print("phase test_eval: {:.1f} s; test: ".format(phases["test_eval"]) + ", ".join(
-        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-        for k, v in test_report.items() if k != "confusion"), flush=True)
-
-    t0 = time.perf_counter()
-    metrics = {
-        "test": test_report, "val": result.val_report, "selection": result.selection,
-        "best_epoch": result.best_epoch, "history": result.history,
-        "n_songs": {k: len(v) for k, v in songs.items()}, "n_feature_errors": len(errors),
-        "phases_s": phases,
-    }
-    meta = CNNBundle(
-        classes=tuple(classes), feature_config=fc, cnn_config=cfg.cnn, voting=result.voting,
-        feature_version=feature_version(fc), catalog_fingerprint=fp, metrics=metrics,
-        n_mels=fc.n_mels, n_frames=fc.slice_frames,
-    )
-    saved = save_cnn_bundle(args.out, result.model.cpu(), meta)
-    phases["save"] = time.perf_counter() - t0
-    print(f"phase save: {phases['save']:.1f} s; wrote bundle {saved.url} version {saved.version}")
-    print(f"total wall time: {time.perf_counter() - t_all:.1f} s", flush=True)
-    return 0
+    fitted = train_cnn.fit(p.splits, len(p.classes), p.cfg, res, checkpoints=args.checkpoints, name=name,
+                           audio_root=args.audio_root)
+    state = fitted.state
+    phases["train"] = time.perf_counter() - t0
+    history = state["history"]
+    best = state["best_model"] or state["model"]
+    best_epoch = state["best_epoch"] if state["best_model"] else len(history)
+    print(f"phase train: {phases['train']:.1f} s, {len(history)} epochs (best epoch {best_epoch}); last checkpoint "
+          f"{fitted.checkpoint_path}" + (f"; resumed after epochs {state['resumed_after']}"
+                                         if state["resumed_after"] else ""), flush=True)
+    return _finish_slice_cnn(args, p, res, best, phases, t_all,
+                             {"history": history, "best_epoch": best_epoch, "resumed_after": state["resumed_after"],
+                              "workers": res.workers, "resources": to_dict(res), "run_name": name})
 
 
-def _train_musicnn_head(args: argparse.Namespace, cfg: Config, classes: list[str], songs: dict[str, list[Any]],
-                        groups: dict[str, str], start_bundle: Any, fp: str, phases: dict[str, float],
-                        n_errors: int, t_all: float) -> int:
-    """The musicnn genre model: backbone outputs computed once per song, then the head trained on them."""
-    from genre_core.artifacts import CNNBundle, load_cnn_bundle, save_cnn_bundle
+def run_name_for(p: Plan, args: argparse.Namespace) -> str:
+    """The Ray Train run name: the same catalog, config, resources and output give the same name, so that a rerun
+    resumes from the last checkpoint."""
+    from genre_core.config import to_dict
+    from jobs.train_cnn import run_name
+
+    return run_name(p.fingerprint, json.dumps(to_dict(p.cfg), sort_keys=True), str(args.resources), args.out,
+                    str(args.from_bundle), str(args.split_by))
+
+
+def _finish_slice_cnn(args: argparse.Namespace, p: Plan, res: Any, weights: dict[str, Any],
+                      phases: dict[str, float], t_all: float, train_metrics: dict[str, Any]) -> int:
+    """Score the validation and test songs with the trained weights, choose tau/m, write the bundle."""
+    from genre_core.artifacts import CNNBundle, save_cnn_bundle
     from genre_core.features import feature_version
     from genre_core.metrics import confusion_matrix
-    from genre_core.models.genre_head import new_genre_model
-    from genre_core.training.cnn import evaluate_songs
-    from genre_core.training.head import (
-        HeadSong,
-        backbone_outputs,
-        head_probabilities,
-        prior_probabilities,
-        train_head,
-    )
-    from jobs.models import backbone_dir
+    from genre_core.models.cnn import SliceCNN
+    from genre_core.training.cnn import evaluate_songs, select_voting
+    from jobs import train_cnn
 
-    if start_bundle is not None:
-        model, start = load_cnn_bundle(args.from_bundle)
-        if list(start.classes) != classes:
-            raise ValueError(f"--from bundle's classes {list(start.classes)} differ from the catalog's {classes}")
-        backbone = start.backbone
-    else:
-        model, backbone = new_genre_model(backbone_dir(cfg.cnn.backbone), classes, cfg.cnn.precision)
+    cfg, fc, classes = p.cfg, p.cfg.features, p.classes
     t0 = time.perf_counter()
-    every = [s for split in ("train", "val", "test") for s in songs[split]]
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.perf_counter() - t0
-        if done == total or now - last[0] >= 10.0:
-            last[0] = now
-            print(f"backbone: {done}/{total} slices, {now:.1f} s ({done / max(now, 1e-9):.1f} slices/s)", flush=True)
-
-    outputs = backbone_outputs(model, [s.slices for s in every], progress=progress)
-    head_songs: dict[str, list[HeadSong]] = {split: [] for split in songs}
-    it = iter(outputs)
-    for split in ("train", "val", "test"):
-        for s in songs[split]:
-            head_songs[split].append(HeadSong(s.song_id, s.genre_index, next(it), groups.get(s.song_id, "")))
-    phases["backbone"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    result = train_head(model.head, head_songs["train"], head_songs["val"],
-                        target_accuracy=args.target_accuracy)
-    model.head = result.head
-    phases["train"] = time.perf_counter() - t0
-    print(f"phase train: {phases['train']:.1f} s -> l2 {result.l2:g}, tau {result.voting.tau} margin "
-          f"{result.voting.margin} ({result.selection['scheme']})", flush=True)
+    probs, labels = {}, {}
+    for split in ("val", "test"):
+        df = p.splits[split]
+        scored = train_cnn.score(df, weights, len(classes), cfg, res, args.audio_root)
+        ids = [t for t in df["track_id"] if t in scored]
+        probs[split] = [scored[t] for t in ids]
+        labels[split] = [int(g) for g in df.set_index("track_id").loc[ids, "genre_index"]] if ids else []
+    n_errors = sum(len(p.splits[s]) - len(probs[s]) for s in ("val", "test"))
+    voting, selection, val_report = select_voting(probs["val"], labels["val"], args.target_accuracy, cfg.voting)
+    phases["select_voting"] = time.perf_counter() - t0
+    print(f"phase select_voting: {phases['select_voting']:.1f} s -> tau {voting.tau} margin {voting.margin} "
+          f"(val forced accuracy {val_report.get('song_accuracy')}, coverage {selection.get('val_coverage')}, "
+          f"acc on classified {selection.get('val_accuracy_on_classified')})", flush=True)
     test_report: dict[str, Any] = {"n_songs": 0}
-    if head_songs["test"]:
-        labels = [s.genre_index for s in head_songs["test"]]
-        probs = head_probabilities(model.head, head_songs["test"])
-        prior = prior_probabilities(model.head, head_songs["test"])
-        test_report = evaluate_songs(probs, labels, result.voting)
-        test_report["prior_song_accuracy"] = evaluate_songs(prior, labels, result.voting)["song_accuracy"]
-        forced = [classes[int(p.sum(0).argmax())] for p in probs]
-        test_report["confusion"] = confusion_matrix([classes[i] for i in labels], forced, classes)
-        print(f"test: forced accuracy {test_report['song_accuracy']:.3f} (prior alone "
-              f"{test_report['prior_song_accuracy']:.3f}), coverage {test_report['coverage']:.3f}", flush=True)
-    metrics = {"test": test_report, "val": result.val_report, "selection": result.selection, "l2_grid": result.grid,
-               "n_songs": {k: len(v) for k, v in songs.items()}, "n_feature_errors": n_errors, "phases_s": phases,
-               "fine_tuned_from": start_bundle.version if start_bundle is not None else None}
-    meta = CNNBundle(classes=tuple(classes), feature_config=cfg.features, cnn_config=cfg.cnn, voting=result.voting,
-                     feature_version=feature_version(cfg.features), catalog_fingerprint=fp, metrics=metrics,
-                     n_mels=cfg.features.n_mels, n_frames=cfg.features.slice_frames, backbone=backbone)
-    saved = save_cnn_bundle(args.out, model.cpu(), meta)
+    if probs["test"]:
+        test_report = evaluate_songs(probs["test"], labels["test"], voting)
+        forced = [classes[int(q.sum(0).argmax())] for q in probs["test"]]
+        test_report["confusion"] = confusion_matrix([classes[i] for i in labels["test"]], forced, classes)
+    print("test: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in test_report.items() if k != "confusion"), flush=True)
+    t0 = time.perf_counter()
+    model = SliceCNN(len(classes), cfg.cnn, n_mels=fc.n_mels, n_frames=fc.slice_frames)
+    model.load_state_dict(weights)
+    metrics = {"test": test_report, "val": val_report, "selection": selection,
+               "n_songs": {k: len(v) for k, v in p.splits.items()}, "n_scoring_errors": n_errors,
+               "phases_s": phases, **train_metrics}
+    meta = CNNBundle(classes=tuple(classes), feature_config=fc, cnn_config=cfg.cnn, voting=voting,
+                     feature_version=feature_version(fc), catalog_fingerprint=p.fingerprint, metrics=metrics,
+                     n_mels=fc.n_mels, n_frames=fc.slice_frames)
+    saved = save_cnn_bundle(args.out, model.eval(), meta)
+    phases["save"] = time.perf_counter() - t0
     print(f"wrote bundle {saved.url} version {saved.version}; total wall time {time.perf_counter() - t_all:.1f} s",
           flush=True)
     return 0

@@ -83,6 +83,19 @@ def local_ray(s3_endpoint):
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def training_ray(s3_endpoint):
+    """A local Ray (2 CPUs) for one test module that trains, with the dashboard, whose state API Ray Train's
+    controller watches; started after the S3 environment is set, so that its workers inherit the endpoint."""
+    import ray
+
+    from jobs.label_pipeline import init_ray
+
+    init_ray(num_cpus=2, include_dashboard=True)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def rendered_songs(tmp_path_factory) -> pd.DataFrame:
     """8 songs of 15 s (2 per genre: blues, classical, metal, reggae) rendered with the real FluidSynth into a

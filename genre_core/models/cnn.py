@@ -22,6 +22,21 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(requested: str | torch.device, gpu_reserved: bool) -> torch.device:
+    """The device to compute on, resolved by the process that computes (a Ray actor or training worker, never the
+    driver, whose view is the head node's): ``auto`` is CUDA when a GPU is reserved for this process
+    (``gpu_reserved``: Ray's ``num_gpus`` > 0 for it), else the CPU. CUDA that torch cannot see here (a CPU-only
+    torch build, no NVIDIA driver) is an error rather than a silent fall back to the CPU."""
+    name = str(requested)
+    if name == "auto":
+        name = "cuda" if gpu_reserved else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"device {str(requested)!r}" + (" with a GPU reserved for this process" if gpu_reserved else "")
+            + f": torch {torch.__version__} sees no CUDA device here (a CPU-only torch build, or no NVIDIA driver)")
+    return torch.device(name)
+
+
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -46,7 +61,9 @@ def _block(c_in: int, c_out: int, stride: int = 1, kernel: int = 3) -> nn.Sequen
 
 
 class SliceCNN(nn.Module):
-    """Slice classifier: input ``[B, 1, n_mels, n_frames]`` or ``[B, n_mels, n_frames]`` -> logits ``[B, C]``.
+    """Slice classifier: input ``[B, 1, n_mels, n_frames]`` or ``[B, n_mels, n_frames]`` -> logits ``[B, C]``
+    (float32; computed in bf16 under autocast where ``cfg.precision`` says so, see :func:`use_bf16`, in training
+    and inference alike).
 
     ``n_mels``/``n_frames`` are the slice shape the model is built for; they are checked on input so that a
     model is never silently fed features of another shape.
@@ -68,6 +85,7 @@ class SliceCNN(nn.Module):
         self.n_mels = n_mels
         self.n_frames = n_frames
         self.cfg = cfg
+        self._bf16_on: dict[torch.device, bool] = {}
         stem_ch = cfg.channels[0]
         layers: list[nn.Module] = [_block(1, stem_ch, stride=2, kernel=5), nn.MaxPool2d(2, ceil_mode=True)]
         c_in = stem_ch
@@ -91,10 +109,17 @@ class SliceCNN(nn.Module):
                 f"expected input [B, 1, {self.n_mels}, {self.n_frames}] or [B, {self.n_mels}, {self.n_frames}], "
                 f"got {list(x.shape)}"
             )
-        h = self.features(x)                                   # [B, C, F', T']
-        h = F.adaptive_avg_pool2d(h, (self.freq_bins, h.shape[-1]))  # [B, C, bins, T']
-        pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)  # [B, 2C, bins]
-        return self.head(self.dropout(pooled.flatten(1)))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16_on(x.device)):
+            h = self.features(x)                                   # [B, C, F', T']
+            h = F.adaptive_avg_pool2d(h, (self.freq_bins, h.shape[-1]))  # [B, C, bins, T']
+            pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)  # [B, 2C, bins]
+            return self.head(self.dropout(pooled.flatten(1))).float()
+
+    def bf16_on(self, device: torch.device) -> bool:
+        """Whether this model computes in bf16 on ``device`` (``cfg.precision``; autocast), asked once per device."""
+        if device not in self._bf16_on:
+            self._bf16_on[device] = use_bf16(device, self.cfg.precision)
+        return self._bf16_on[device]
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Training loops over in-memory data (no Ray): the slice CNN (``cnn``), the musicnn genre head (``head``) and
-the GAN (``gan``)."""
+"""Training (no Ray): the slice CNN's loop over any batch iterator (``cnn``; Ray Train feeds it in
+``jobs/train_cnn.py``), what the training job's Ray Data stages compute (``data``), the splits (``splits``), the
+musicnn genre head (``head``) and the GAN (``gan``)."""
 
 from genre_core.training.cnn import Song, TrainResult, choose_voting, evaluate_songs, split_by_song, train_cnn
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,45 +158,179 @@ def spec_augment(x: torch.Tensor, gen: torch.Generator, max_fraction: float = 0.
     return out
 
 
+def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:
+    """``values`` summed over the processes of a ``torch.distributed`` group (DDP training workers); unchanged in a
+    single process."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [float(v) for v in values]
+    t = torch.tensor(list(values), dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t)
+    return t.tolist()
+
+
+class CNNTrainLoop:
+    """The slice CNN's training state and its epochs, fed by any iterator of batches: in memory
+    (:func:`train_cnn`), or a Ray Data shard on each DDP worker of a Ray Train run (``jobs/train_cnn.py``), where
+    every figure is summed over the workers, so that each takes the same early-stopping decisions.
+
+    Adam; each epoch is scored on the validation songs (voted song accuracy, ties by slice loss) and the best
+    epoch's weights are kept. With ``lr_decay`` the learning rate halves after every ``patience // 2`` epochs
+    without improvement; training stops after ``patience`` such epochs. ``augment`` applies :func:`spec_augment`
+    to training batches. The model computes in bf16 where ``cnn_cfg.precision`` says so (autocast, see
+    :class:`SliceCNN`). :meth:`state_dict` holds everything a resumed run needs (tensors, numbers, strings: it
+    loads with ``torch.load(weights_only=True)``).
+    """
+
+    def __init__(self, n_classes: int, cnn_cfg: CNNConfig, train_cfg: TrainConfig, n_mels: int, n_frames: int,
+                 device: torch.device, *, augment: bool = False, weight_decay: float = 0.0, lr_decay: bool = True,
+                 wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        torch.manual_seed(train_cfg.seed)
+        self.cfg, self.device, self.augment, self.lr_decay, self.log = train_cfg, device, augment, lr_decay, log
+        self.gen = torch.Generator().manual_seed(train_cfg.seed)
+        self.model = SliceCNN(n_classes, cnn_cfg, n_mels=n_mels, n_frames=n_frames).to(device)
+        self.net = wrap(self.model) if wrap is not None else self.model  # DDP on Ray Train workers
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=train_cfg.learning_rate, weight_decay=weight_decay)
+        self.history: list[dict[str, float]] = []
+        self.best_key: tuple[float, float] | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch = 0
+        self.since_best = 0
+        self.stopped = False
+        self.resumed_after: list[int] = []   # epochs after which a run was resumed from a checkpoint
+
+    @property
+    def epoch(self) -> int:
+        """Epochs done."""
+        return len(self.history)
+
+    def train_epoch(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+        """One pass over ``batches`` of (slices ``[b, n_mels, n_frames]``, class indices); mean loss and slice
+        accuracy over every worker's slices."""
+        self.net.train()
+        # summed on the device: reading a figure back every batch would make the host wait for the GPU
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        n = 0
+        for xb, yb in batches:
+            if self.augment:
+                xb = spec_augment(xb.cpu(), self.gen)
+            xb = xb.to(self.device, non_blocking=True)
+            yb = yb.to(self.device, non_blocking=True)
+            logits = self.net(xb)
+            loss = F.cross_entropy(logits, yb)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            sums[0] += loss.detach().double() * len(yb)
+            sums[1] += (logits.argmax(1) == yb).sum()
+            n += len(yb)
+        loss_sum, correct, n = all_reduce_sum([*sums.tolist(), n], self.device)
+        if n == 0:
+            raise ValueError("an epoch without a training slice")
+        return {"train_loss": loss_sum / n, "train_slice_accuracy": correct / n}
+
+    def validate(self, songs: Iterable[tuple[Sequence[np.ndarray], Sequence[int]]]) -> dict[str, float]:
+        """Validation slice loss, slice accuracy and voted (forced-argmax) song accuracy over batches of
+        (songs' slices, their class indices), summed over every worker's songs."""
+        loss_sum, slice_ok, n_slices, song_ok, n_songs = 0.0, 0, 0, 0, 0
+        for slices, labels in songs:
+            probs = slice_probabilities(self.model, slices, device=self.device)
+            for p, g in zip(probs, labels, strict=True):
+                if not len(p):
+                    continue
+                loss_sum -= float(np.log(np.clip(p[:, g], 1e-12, None)).sum())
+                slice_ok += int((p.argmax(1) == g).sum())
+                n_slices += len(p)
+                song_ok += int(p.sum(0).argmax() == g)
+                n_songs += 1
+        loss_sum, slice_ok, n_slices, song_ok, n_songs = all_reduce_sum(
+            [loss_sum, slice_ok, n_slices, song_ok, n_songs], self.device)
+        if n_songs == 0:
+            return {}
+        return {"val_loss": loss_sum / n_slices, "val_slice_accuracy": slice_ok / n_slices,
+                "val_song_accuracy": song_ok / n_songs}
+
+    def end_epoch(self, row: dict[str, float]) -> bool:
+        """Record an epoch's figures (with validation ones, if any), keep the best weights, decay the learning rate;
+        True when training should stop (early stopping, or the last epoch)."""
+        row = {"epoch": self.epoch + 1, **row}
+        self.history.append(row)
+        has_val = "val_song_accuracy" in row
+        self.log("epoch {epoch}/{n}: train loss {train_loss:.4f} slice acc {train_slice_accuracy:.3f}".format(
+            n=self.cfg.epochs, **row) + (
+            " | val loss {val_loss:.4f} slice acc {val_slice_accuracy:.3f} song acc {val_song_accuracy:.3f}"
+            .format(**row) if has_val else "") + (f" ({row['seconds']:.1f} s)" if "seconds" in row else ""))
+        self.stopped = self.epoch >= self.cfg.epochs
+        if not has_val:
+            return self.stopped
+        key = (row["val_song_accuracy"], -row["val_loss"])
+        best = self.best_key
+        if best is None or key[0] > best[0] or (key[0] == best[0] and key[1] > best[1] + 1e-4):
+            self.best_key, self.best_epoch, self.since_best = key, self.epoch, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            return self.stopped
+        self.since_best += 1
+        if self.since_best >= self.cfg.patience:
+            self.log(f"early stop: no improvement for {self.cfg.patience} epochs; best epoch {self.best_epoch}")
+            self.stopped = True
+        elif self.lr_decay and self.since_best % max(1, self.cfg.patience // 2) == 0:
+            for group in self.opt.param_groups:
+                group["lr"] *= 0.5
+            self.log(f"no improvement for {self.since_best} epochs: learning rate halved to "
+                     f"{self.opt.param_groups[0]['lr']:.2e}")
+        return self.stopped
+
+    def best_model(self) -> SliceCNN:
+        """The model with the best epoch's weights (the last epoch's without validation songs), in eval mode."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        else:
+            self.best_epoch = self.epoch
+        return self.model.eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs."""
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "best_model": self.best_state or {}, "history": self.history,
+                "best_key": list(self.best_key) if self.best_key is not None else [], "best_epoch": self.best_epoch,
+                "since_best": self.since_best, "stopped": self.stopped, "generator": self.gen.get_state(),
+                "resumed_after": self.resumed_after}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.best_state = state["best_model"] or None
+        self.history = list(state["history"])
+        self.best_key = tuple(state["best_key"]) if state["best_key"] else None  # type: ignore[assignment]
+        self.best_epoch, self.since_best, self.stopped = state["best_epoch"], state["since_best"], state["stopped"]
+        self.gen.set_state(state["generator"])
+        self.resumed_after = list(state["resumed_after"])
+
+
+def _memory_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                    gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    perm = torch.randperm(len(x), generator=gen)
+    for i in range(0, len(perm), batch_size):
+        idx = perm[i:i + batch_size]
+        yield x[idx], y[idx]
+
+
 def _stack(songs: Sequence[Song]) -> tuple[torch.Tensor, torch.Tensor]:
     x = np.concatenate([np.asarray(s.slices, dtype=np.float32) for s in songs], axis=0)
     y = np.concatenate([np.full(len(s.slices), s.genre_index, dtype=np.int64) for s in songs])
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def _train_epoch(
-    model: SliceCNN, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-    gen: torch.Generator, augment: bool, device: torch.device,
-) -> dict[str, float]:
-    """One pass over the shuffled training slices; mean loss and slice accuracy."""
-    model.train()
-    perm = torch.randperm(len(x), generator=gen)
-    loss_sum, correct = 0.0, 0
-    for i in range(0, len(perm), batch_size):
-        idx = perm[i:i + batch_size]
-        xb = spec_augment(x[idx], gen) if augment else x[idx]
-        xb, yb = xb.to(device), y[idx].to(device)
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += float(loss.detach()) * len(idx)
-        correct += int((logits.argmax(1) == yb).sum())
-    return {"train_loss": loss_sum / len(perm), "train_slice_accuracy": correct / len(perm)}
-
-
-def _validate(model: SliceCNN, songs: Sequence[Song], device: torch.device) -> dict[str, float]:
-    """Validation slice loss, slice accuracy and voted (forced-argmax) song accuracy."""
-    probs = slice_probabilities(model, [s.slices for s in songs], device=device)
-    labels = [s.genre_index for s in songs]
-    p_all = torch.from_numpy(np.concatenate(probs)).clamp_min(1e-12)
-    y_all = torch.from_numpy(np.concatenate([np.full(len(p), g) for p, g in zip(probs, labels, strict=True)]))
-    return {
-        "val_loss": float(F.nll_loss(p_all.log(), y_all)),
-        "val_slice_accuracy": float((p_all.argmax(1) == y_all).float().mean()),
-        "val_song_accuracy": float(np.mean([p.sum(0).argmax() == g for p, g in zip(probs, labels, strict=True)])),
-    }
+def select_voting(probs: Sequence[np.ndarray], labels: Sequence[int], target_accuracy: float,
+                  default_voting: VotingConfig | None) -> tuple[VotingConfig, dict[str, Any], dict[str, Any]]:
+    """(voting thresholds, selection record, validation report) from the validation songs' slice probabilities;
+    the config's thresholds (``default_voting``) when there are no validation songs."""
+    if len(labels):
+        voting, selection = choose_voting(probs, labels, target_accuracy)
+        return voting, selection, evaluate_songs(probs, labels, voting)
+    voting = default_voting or VotingConfig()
+    return voting, {"target_accuracy": target_accuracy, "target_met": False, "n_val_songs": 0, "tau": voting.tau,
+                    "margin": voting.margin, "note": "no validation songs: config voting"}, {"n_songs": 0}
 
 
 def train_cnn(
@@ -216,77 +350,38 @@ def train_cnn(
     device: torch.device | None = None,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
-    """Train a :class:`SliceCNN` with Adam and early stopping, then choose the voting thresholds on val.
-
-    Each epoch is scored on the validation songs (voted song accuracy, ties by slice loss); the best epoch's
-    weights are kept. With ``lr_decay`` the learning rate halves after every ``patience // 2`` epochs
-    without improvement; training stops after ``patience`` such epochs. ``augment`` applies
-    :func:`spec_augment` to training batches (off by default: no gain measured on the demo corpus).
-    With no validation songs, all epochs run, the last model is kept and ``default_voting`` is used.
-    """
+    """:class:`CNNTrainLoop` over songs held in memory, in this process (the benchmarks' small models; the
+    train job runs the same loop on Ray Train workers over streamed slices), then the voting thresholds chosen
+    on the validation songs. With no validation songs, all epochs run, the last model is kept and
+    ``default_voting`` is used."""
     if not train_songs:
         raise ValueError("no training songs")
     overlap = {s.song_id for s in train_songs} & {s.song_id for s in val_songs}
     if overlap:
         raise ValueError(f"songs on both sides of the split: {sorted(overlap)[:5]}")
     device = device or pick_device()
-    torch.manual_seed(train_cfg.seed)
-    gen = torch.Generator().manual_seed(train_cfg.seed)
-    model = SliceCNN(n_classes, cnn_cfg, n_mels=n_mels, n_frames=n_frames).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.learning_rate, weight_decay=weight_decay)
+    loop = CNNTrainLoop(n_classes, cnn_cfg, train_cfg, n_mels, n_frames, device, augment=augment,
+                        weight_decay=weight_decay, lr_decay=lr_decay, log=log)
     x_train, y_train = _stack(train_songs)
-    val_labels = [s.genre_index for s in val_songs]
+    val = [([s.slices for s in val_songs], [s.genre_index for s in val_songs])] if val_songs else []
     log(f"training on {len(train_songs)} songs / {len(x_train)} slices; validating on {len(val_songs)} songs "
         f"/ {sum(len(s.slices) for s in val_songs)} slices; device {device}")
-    history: list[dict[str, float]] = []
-    best_key: tuple[float, float] | None = None
-    best_state, best_epoch, since_best = None, 0, 0
     t_train = time.perf_counter()
-    for epoch in range(1, train_cfg.epochs + 1):
+    while not loop.stopped:
         t0 = time.perf_counter()
-        row: dict[str, float] = {"epoch": epoch}
-        row.update(_train_epoch(model, opt, x_train, y_train, train_cfg.batch_size, gen, augment, device))
-        if val_songs:
-            row.update(_validate(model, val_songs, device))
+        row = loop.train_epoch(_memory_batches(x_train, y_train, train_cfg.batch_size, loop.gen))
+        row.update(loop.validate(val))
         row["seconds"] = time.perf_counter() - t0
-        history.append(row)
-        log("epoch {epoch}/{n}: train loss {train_loss:.4f} slice acc {train_slice_accuracy:.3f}".format(
-            n=train_cfg.epochs, **row) + (
-            " | val loss {val_loss:.4f} slice acc {val_slice_accuracy:.3f} song acc {val_song_accuracy:.3f}"
-            .format(**row) if val_songs else "") + f" ({row['seconds']:.1f} s)")
-        if not val_songs:
-            continue
-        key = (row["val_song_accuracy"], -row["val_loss"])
-        if best_key is None or key[0] > best_key[0] or (key[0] == best_key[0] and key[1] > best_key[1] + 1e-4):
-            best_key, best_state, best_epoch, since_best = key, copy.deepcopy(model.state_dict()), epoch, 0
-        else:
-            since_best += 1
-            if since_best >= train_cfg.patience:
-                log(f"early stop: no improvement for {train_cfg.patience} epochs; best epoch {best_epoch}")
-                break
-            if lr_decay and since_best % max(1, train_cfg.patience // 2) == 0:
-                for group in opt.param_groups:
-                    group["lr"] *= 0.5
-                log(f"no improvement for {since_best} epochs: learning rate halved to {opt.param_groups[0]['lr']:.2e}")
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        best_epoch = len(history)
-    model.eval()
+        loop.end_epoch(row)
+    model = loop.best_model()
     timings = {"train_s": time.perf_counter() - t_train}
     t_sel = time.perf_counter()
-    if val_songs:
-        probs = slice_probabilities(model, [s.slices for s in val_songs], device=device)
-        voting, selection = choose_voting(probs, val_labels, target_accuracy)
-        val_report = evaluate_songs(probs, val_labels, voting)
-    else:
-        voting = default_voting or VotingConfig()
-        selection = {"target_accuracy": target_accuracy, "target_met": False, "n_val_songs": 0,
-                     "tau": voting.tau, "margin": voting.margin, "note": "no validation songs: config voting"}
-        val_report = {"n_songs": 0}
+    probs = slice_probabilities(model, [s.slices for s in val_songs], device=device) if val_songs else []
+    voting, selection, val_report = select_voting(probs, [s.genre_index for s in val_songs], target_accuracy,
+                                                  default_voting)
     timings["selection_s"] = time.perf_counter() - t_sel
     return TrainResult(
-        model=model, history=history, best_epoch=best_epoch, voting=voting, selection=selection,
+        model=model, history=loop.history, best_epoch=loop.best_epoch, voting=voting, selection=selection,
         val_report=val_report, train_song_ids=[s.song_id for s in train_songs],
         val_song_ids=[s.song_id for s in val_songs], timings=timings,
     )

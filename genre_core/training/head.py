@@ -54,8 +54,7 @@ class HeadResult:
 
 
 @torch.inference_mode()
-def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], batch_size: int = 16,
-                     progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], batch_size: int = 16) -> list[np.ndarray]:
     """The backbone's outputs ``[n_i, head.n_inputs]`` for each song's slices, batched across songs."""
     device = next(model.parameters()).device
     counts = [len(s) for s in slices]
@@ -68,8 +67,6 @@ def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], bat
     for i in range(0, len(allx), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(allx[i:i + batch_size]))
         out[i:i + batch_size] = model.backbone_outputs(x.to(device)).float().cpu().numpy()
-        if progress is not None:
-            progress(min(i + batch_size, len(allx)), len(allx))
     return np.split(out, np.cumsum(counts)[:-1])
 
 
@@ -187,3 +184,33 @@ def train_head(start: TagPriorHead, train_songs: Sequence[HeadSong], val_songs: 
                      groups=groups, l2_rule="largest l2 within one standard error of the best", best_forced=top)
     return HeadResult(head=fit_head(start, final, best["l2"]), l2=best["l2"], voting=voting,
                       selection=selection, val_report=evaluate_songs(probs, labels, voting), grid=grid)
+
+
+class BackboneRows:
+    """Songs' slices (``slices`` from :class:`genre_core.decoding.DecodeStage`) -> the backbone's outputs per song,
+    ``outputs`` ``[n_i, head.n_inputs]`` float32 (``[0, width]`` for a song without slices); drops
+    ``slices``. The backbone is the ``bundle_url`` bundle's (fine-tuning) or the one in ``backbone_dir``; ``device``
+    is resolved in this process (:func:`genre_core.models.cnn.resolve_device`); torch runs on ``torch_threads``
+    threads."""
+
+    def __init__(self, backbone_dir: str | None, bundle_url: str | None, classes: Sequence[str], precision: str,
+                 device: str = "auto", gpu_reserved: bool = False, torch_threads: int = 1) -> None:
+        from genre_core.artifacts import load_cnn_bundle
+        from genre_core.models.cnn import resolve_device
+        from genre_core.models.genre_head import new_genre_model
+
+        torch.set_num_threads(torch_threads)
+        self.device = resolve_device(device, gpu_reserved)
+        if bundle_url is not None:
+            model, _ = load_cnn_bundle(bundle_url)
+        else:
+            model, _ = new_genre_model(str(backbone_dir), classes, precision)
+        self.model = model.to(self.device).eval()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from genre_core.decoding import as_column
+
+        outputs = backbone_outputs(self.model, [np.asarray(s, np.float32) for s in batch["slices"]])
+        out = {k: v for k, v in batch.items() if k != "slices"}
+        out["outputs"] = as_column(outputs)
+        return out

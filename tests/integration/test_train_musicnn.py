@@ -17,7 +17,7 @@ CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "musicnn.yaml")
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory) -> Path:
+def catalog(tmp_path_factory, training_ray) -> Path:
     out = tmp_path_factory.mktemp("catalog")
     # 3 songs per genre of 7 s: two 3 s patches each, so the backbone pass stays short on 2 cores
     assert run_job(make_catalog, ["--per-genre", "3", "--seconds", "7", "--seed", "11", "--workers", "2",
@@ -28,12 +28,14 @@ def catalog(tmp_path_factory) -> Path:
 def test_new_head_then_fine_tuning_from_it(catalog: Path, tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     assert run_job(train, ["cnn", "--catalog", str(catalog), "--out", str(first), "--config", CONFIG,
-                           "--workers", "2"]) == 0
+                           "--checkpoints", str(tmp_path / "ckpt")]) == 0
     model, meta = load_cnn_bundle(str(first))
     assert meta.cnn_config.arch == "musicnn" and meta.backbone["name"] == "musicnn-msd"
     assert meta.metrics["fine_tuned_from"] is None and meta.metrics["selection"]["l2"] > 0
+    # the backbone's outputs were computed once by Ray Data and kept as Parquet beside the checkpoints
+    assert list(Path(meta.metrics["backbone_outputs"]).glob("*.parquet"))
     assert run_job(train, ["cnn", "--catalog", str(catalog), "--out", str(second), "--from", str(first),
-                           "--workers", "2"]) == 0
+                           "--checkpoints", str(tmp_path / "ckpt")]) == 0
     tuned, tuned_meta = load_cnn_bundle(str(second))
     assert tuned_meta.metrics["fine_tuned_from"] == meta.version
     assert tuned_meta.feature_config == meta.feature_config

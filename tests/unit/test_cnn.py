@@ -68,3 +68,15 @@ def test_pick_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pick_device() == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pick_device() == torch.device("cuda")
+
+
+def test_resolve_device_in_the_computing_process() -> None:
+    from genre_core.models.cnn import resolve_device
+
+    assert resolve_device("auto", gpu_reserved=False) == torch.device("cpu")
+    assert resolve_device("cpu", gpu_reserved=True) == torch.device("cpu")
+    if not torch.cuda.is_available():   # a GPU reserved where torch sees none is an error, not a silent CPU run
+        with pytest.raises(RuntimeError, match="GPU reserved for this process.*sees no CUDA device"):
+            resolve_device("auto", gpu_reserved=True)
+        with pytest.raises(RuntimeError, match="sees no CUDA device"):
+            resolve_device("cuda", gpu_reserved=False)

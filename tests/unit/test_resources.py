@@ -7,7 +7,15 @@ import dataclasses
 import pytest
 
 from genre_core.config import ConfigError
-from jobs.resources import DecodeResources, PoolResources, ResourcesConfig, RetryResources, load_resources
+from jobs.resources import (
+    DecodeResources,
+    PoolResources,
+    ResourcesConfig,
+    RetryResources,
+    TrainResources,
+    load_resources,
+    load_train_resources,
+)
 
 
 def test_shipped_configs_load():
@@ -17,10 +25,20 @@ def test_shipped_configs_load():
     # the pools fit the 2 CPUs of the machine they are for, GAN pool included (no decode pool of its own)
     assert local.cnn.concurrency * local.cnn.num_cpus + local.gan.concurrency * local.gan.num_cpus <= 2
     cluster = load_resources("configs/label-cluster.yaml")
-    assert cluster.cnn.num_gpus == 0.5 and cluster.gan.device == "cuda"
+    assert cluster.cnn.num_gpus == 0.5 and cluster.gan.device == "auto"  # resolved in each actor
     assert not cluster.decode.in_cnn_actors and cluster.decoders == 32  # CPU workers feed the GPU actors
     assert load_resources(None) == ResourcesConfig()
     assert local.retries == cluster.retries == RetryResources(actor_restarts=3, actor_task=3)
+
+
+def test_shipped_training_resources_load():
+    local = load_train_resources("configs/train-local.yaml")
+    assert local.workers == 2 and local.num_gpus == 0
+    # the training workers and the decode pool fit the 2 CPUs of the machine they are for
+    assert local.workers * local.num_cpus + local.decode.concurrency * local.decode.num_cpus <= 2
+    cluster = load_train_resources("configs/train-cluster.yaml")
+    assert cluster.num_gpus == 1 and cluster.workers == 4   # one DDP worker per GPU of the 4 g5 workers
+    assert load_train_resources(None) == TrainResources()
 
 
 def test_retries_are_configurable(tmp_path):

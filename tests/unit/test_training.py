@@ -1,16 +1,14 @@
-"""genre_core.training.cnn: song-level split, learning a separable problem, determinism, tau/margin choice;
-and the train job end to end on a tiny WAV catalog."""
+"""genre_core.training.cnn: song-level split, learning a separable problem, determinism, tau/margin choice; the
+train job's refusal of a bad catalog (the job itself on Ray Train: tests/integration/test_train_ray.py)."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import soundfile as sf
 
 from genre_core.config import CNNConfig, TrainConfig, VotingConfig
 from genre_core.inference import slice_probabilities
@@ -140,50 +138,7 @@ def test_evaluate_songs_hand_values() -> None:
     assert rep["accuracy_on_classified"] == 1.0 and rep["n_classified"] == 2
 
 
-# ---- the train job on a tiny catalog of WAV files --------------------------------------------------
-
-def write_tone_catalog(root: Path, n_per_genre: int = 4, seconds: float = 3.0) -> Path:
-    """Three 'genres' of noisy tones in different registers; split train/val/test; returns catalog path."""
-    rng = np.random.default_rng(0)
-    sr = 22050
-    t = np.arange(int(sr * seconds)) / sr
-    rows = []
-    for genre, f0 in (("blues", 150.0), ("jazz", 900.0), ("rock", 4000.0)):
-        for j in range(n_per_genre):
-            f = f0 * (1 + 0.1 * rng.random())
-            y = 0.5 * np.sin(2 * np.pi * f * t) * (0.6 + 0.4 * np.sin(2 * np.pi * rng.uniform(1, 3) * t))
-            y = (y + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
-            path = root / "audio" / f"{genre}-{j}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, y, sr)
-            split = "test" if j == 0 else "val" if j == 1 else "train"
-            rows.append({"track_id": f"{genre}-{j}", "audio_uri": str(path), "genre": genre, "split": split})
-    cat = root / "catalog.parquet"
-    pd.DataFrame(rows).to_parquet(cat)
-    return cat
-
-
-def test_train_job_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from jobs.cli import run_module
-    from jobs.train import __doc__ as doc
-    from jobs.train import build_parser, run
-
-    cat = write_tone_catalog(tmp_path)
-    out = tmp_path / "bundle"
-    repo = Path(__file__).resolve().parents[2]
-    rc = run_module(doc, build_parser, run, ["cnn", "--catalog", str(cat), "--out", str(out),
-                                             "--config", str(repo / "configs" / "test.yaml"), "--workers", "1"])
-    assert rc == 0
-    text = capsys.readouterr().out
-    assert "phase features" in text and "phase train" in text and "total wall time" in text
-    meta = json.loads((out / "bundle.json").read_text())
-    assert meta["classes"] == ["blues", "jazz", "rock"]
-    assert meta["metrics"]["n_songs"] == {"train": 6, "val": 3, "test": 3}
-    test = meta["metrics"]["test"]
-    assert {"song_accuracy", "slice_accuracy", "accuracy_on_classified", "coverage"} <= set(test)
-    assert test["song_accuracy"] >= 2 / 3
-    assert meta["metrics"]["selection"]["n_val_songs"] == 3
-
+# ---- the train job ------------------------------------------------------------------------------------
 
 def test_train_job_reports_bad_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from jobs.cli import run_module

@@ -1,0 +1,152 @@
+"""Ray wiring of `genre-job train cnn` for the musicnn genre head (``cnn.arch: musicnn``).
+
+    every labelled song --> decode actor pool (DecodeStage; train songs at train.train_slice_hop_frames)
+      --> backbone actor pool (BackboneRows: the frozen backbone's outputs per slice; GPU when resources.num_gpus)
+      --> Parquet under CHECKPOINTS/RUN_NAME/backbone-outputs/ (written once: a rerun reads them back)
+    the driver: the Parquet files -> the head (full-batch L-BFGS, l2 and tau/m chosen on validation songs,
+    genre_core/training/head.py) -> the bundle
+
+The backbone's outputs are ~1 KB per slice (a 1,000th of the slices themselves); the head's full-batch fit holds
+them all in the driver's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import ray
+
+from genre_core import storage
+from jobs.resources import TrainResources
+from jobs.train import Plan
+
+OUTPUTS_FOLDER = "backbone-outputs"
+
+
+def _outputs_url(checkpoints: str, name: str) -> str:
+    return f"{checkpoints.rstrip('/')}/{name}/{OUTPUTS_FOLDER}"
+
+
+def write_backbone_outputs(p: Plan, res: TrainResources, url: str, bundle_url: str | None,
+                           audio_root: str | None) -> None:
+    """Ray Data: decode every labelled song, run the frozen backbone, write ``track_id, outputs`` as Parquet."""
+    import dataclasses
+
+    from genre_core.config import AudioConfig
+    from genre_core.decoding import DecodeStage
+    from genre_core.training.head import BackboneRows
+    from jobs.models import backbone_dir
+    from jobs.train_cnn import decode_pool, song_blocks
+
+    cfg = p.cfg
+    use_gpu = res.num_gpus > 0
+    parts = []
+    for splits, hop in ((("train",), cfg.train.train_slice_hop_frames), (("val", "test"), None)):
+        df = pd.concat([p.splits[s] for s in splits])
+        if df.empty:
+            continue
+        fc = dataclasses.replace(cfg.features, slice_hop_frames=hop or cfg.features.slice_hop_frames)
+        parts.append(song_blocks(df, res.decode.songs_per_block, cfg.train.seed).map_batches(
+            DecodeStage, fn_constructor_kwargs={"feature_cfg": fc, "root": audio_root,
+                                                "audio_cfg": AudioConfig(sample_rate=fc.sample_rate)},
+            **decode_pool(res)))
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    ds = ds.map_batches(
+        BackboneRows, fn_constructor_kwargs={
+            "backbone_dir": None if bundle_url else backbone_dir(cfg.cnn.backbone), "bundle_url": bundle_url,
+            "classes": p.classes, "precision": cfg.cnn.precision, "gpu_reserved": use_gpu,
+            "torch_threads": res.torch_threads},
+        compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
+        num_gpus=res.num_gpus if use_gpu else 0, batch_size=8, batch_format="numpy")
+    ds = ds.filter(lambda row: row["status"] != "error").select_columns(["track_id", "outputs"])
+    if url.startswith("s3://"):
+        ds.write_parquet(url[len("s3://"):], filesystem=_s3())
+    else:
+        ds.write_parquet(url)
+
+
+def read_backbone_outputs(url: str) -> dict[str, np.ndarray]:
+    """Backbone outputs per track id, from the Parquet files of :func:`write_backbone_outputs` (read by Ray Data,
+    which decodes its tensor columns)."""
+    ds = ray.data.read_parquet(url[len("s3://"):], filesystem=_s3()) if url.startswith("s3://") \
+        else ray.data.read_parquet(url)
+    found: dict[str, np.ndarray] = {}
+    for b in ds.iter_batches(batch_size=256, batch_format="numpy"):
+        found.update((str(t), np.asarray(o, np.float32)) for t, o in zip(b["track_id"], b["outputs"], strict=True))
+    return found
+
+
+def _s3() -> Any:
+    import pyarrow.fs
+
+    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(storage.s3_filesystem()))
+
+
+def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all: float) -> int:
+    """The musicnn genre model: backbone outputs computed once per song (Ray Data, Parquet), then the head."""
+    from genre_core.artifacts import CNNBundle, load_cnn_bundle, save_cnn_bundle
+    from genre_core.features import feature_version
+    from genre_core.metrics import confusion_matrix
+    from genre_core.models.genre_head import new_genre_model
+    from genre_core.training.cnn import evaluate_songs
+    from genre_core.training.head import HeadSong, head_probabilities, prior_probabilities, train_head
+    from jobs.models import backbone_dir
+
+    cfg, classes = p.cfg, p.classes
+    phases: dict[str, float] = {}
+    if p.start_bundle is not None:
+        model, start = load_cnn_bundle(args.from_bundle)
+        if list(start.classes) != classes:
+            raise ValueError(f"--from bundle's classes {list(start.classes)} differ from the catalog's {classes}")
+        backbone = start.backbone
+    else:
+        model, backbone = new_genre_model(backbone_dir(cfg.cnn.backbone), classes, cfg.cnn.precision)
+    t0 = time.perf_counter()
+    url = _outputs_url(args.checkpoints, name)
+    fs, path = storage.filesystem(url)
+    if fs.exists(path):
+        print(f"backbone outputs: reading {url} (written by an earlier run of this training)", flush=True)
+    else:
+        write_backbone_outputs(p, res, url, args.from_bundle, args.audio_root)
+    outputs = read_backbone_outputs(url)
+    phases["backbone"] = time.perf_counter() - t0
+    groups = p.catalog.set_index("track_id")[args.group_by].astype(str).to_dict() \
+        if args.group_by in p.catalog.columns else {}
+    songs: dict[str, list[HeadSong]] = {}
+    for split, df in p.splits.items():
+        songs[split] = [HeadSong(t, int(g), outputs[t], groups.get(t, ""))
+                        for t, g in zip(df["track_id"], df["genre_index"], strict=True) if t in outputs]
+    n_errors = sum(len(df) for df in p.splits.values()) - sum(len(v) for v in songs.values())
+    print(f"phase backbone: {phases['backbone']:.1f} s ({n_errors} songs skipped); outputs in {url}", flush=True)
+    t0 = time.perf_counter()
+    result = train_head(model.head, songs["train"], songs["val"], target_accuracy=args.target_accuracy)
+    model.head = result.head
+    phases["train"] = time.perf_counter() - t0
+    print(f"phase train: {phases['train']:.1f} s -> l2 {result.l2:g}, tau {result.voting.tau} margin "
+          f"{result.voting.margin} ({result.selection['scheme']})", flush=True)
+    test_report: dict[str, Any] = {"n_songs": 0}
+    if songs["test"]:
+        labels = [s.genre_index for s in songs["test"]]
+        probs = head_probabilities(model.head, songs["test"])
+        prior = prior_probabilities(model.head, songs["test"])
+        test_report = evaluate_songs(probs, labels, result.voting)
+        test_report["prior_song_accuracy"] = evaluate_songs(prior, labels, result.voting)["song_accuracy"]
+        forced = [classes[int(q.sum(0).argmax())] for q in probs]
+        test_report["confusion"] = confusion_matrix([classes[i] for i in labels], forced, classes)
+        print(f"test: forced accuracy {test_report['song_accuracy']:.3f} (prior alone "
+              f"{test_report['prior_song_accuracy']:.3f}), coverage {test_report['coverage']:.3f}", flush=True)
+    metrics = {"test": test_report, "val": result.val_report, "selection": result.selection, "l2_grid": result.grid,
+               "n_songs": {k: len(v) for k, v in songs.items()}, "n_feature_errors": n_errors, "phases_s": phases,
+               "fine_tuned_from": p.start_bundle.version if p.start_bundle is not None else None,
+               "backbone_outputs": url}
+    meta = CNNBundle(classes=tuple(classes), feature_config=cfg.features, cnn_config=cfg.cnn, voting=result.voting,
+                     feature_version=feature_version(cfg.features), catalog_fingerprint=p.fingerprint, metrics=metrics,
+                     n_mels=cfg.features.n_mels, n_frames=cfg.features.slice_frames, backbone=backbone)
+    saved = save_cnn_bundle(args.out, model.cpu(), meta)
+    print(f"wrote bundle {saved.url} version {saved.version}; total wall time {time.perf_counter() - t_all:.1f} s",
+          flush=True)
+    return 0
