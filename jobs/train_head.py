@@ -2,12 +2,13 @@
 
     every labelled song --> decode actor pool (DecodeStage; train songs at train.train_slice_hop_frames)
       --> backbone actor pool (BackboneRows: the frozen backbone's outputs per slice; GPU when resources.num_gpus)
-      --> Parquet under CHECKPOINTS/RUN_NAME/backbone-outputs/ (written once: a rerun reads them back)
+      --> Parquet under CHECKPOINTS/RUN_NAME/backbone-outputs-WIDTH/ (written once: a rerun reads them back)
     the driver: the Parquet files -> the head (full-batch L-BFGS, l2 and tau/m chosen on validation songs,
     genre_core/training/head.py) -> the bundle
 
-The backbone's outputs are ~1 KB per slice (a 1,000th of the slices themselves); the head's full-batch fit holds
-them all in the driver's memory.
+The backbone's outputs are 1,756 floats (~7 KB) per slice (tag logits, penultimate and pooled features; a tenth of
+the slice itself); the head's full-batch fit holds them all in the driver's memory. WIDTH is that number of
+outputs, so that outputs written for a head of other inputs are never read back.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from jobs.train import Plan
 OUTPUTS_FOLDER = "backbone-outputs"
 
 
-def _outputs_url(checkpoints: str, name: str) -> str:
-    return f"{checkpoints.rstrip('/')}/{name}/{OUTPUTS_FOLDER}"
+def _outputs_url(checkpoints: str, name: str, width: int) -> str:
+    return f"{checkpoints.rstrip('/')}/{name}/{OUTPUTS_FOLDER}-{width}"
 
 
 def write_backbone_outputs(p: Plan, res: TrainResources, url: str, bundle_url: str | None,
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all
     else:
         model, backbone = new_genre_model(backbone_dir(cfg.cnn.backbone), classes, cfg.cnn.precision)
     t0 = time.perf_counter()
-    url = _outputs_url(args.checkpoints, name)
+    url = _outputs_url(args.checkpoints, name, model.head.n_inputs)
     fs, path = storage.filesystem(url)
     if fs.exists(path):
         print(f"backbone outputs: reading {url} (written by an earlier run of this training)", flush=True)
