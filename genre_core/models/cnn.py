@@ -91,10 +91,19 @@ class SliceCNN(nn.Module):
                 f"expected input [B, 1, {self.n_mels}, {self.n_frames}] or [B, {self.n_mels}, {self.n_frames}], "
                 f"got {list(x.shape)}"
             )
+        return self.head_logits(self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 2C * bins]``: the pooled features the last layer reads (``x`` as checked by :meth:`forward`)."""
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
         h = self.features(x)                                   # [B, C, F', T']
         h = F.adaptive_avg_pool2d(h, (self.freq_bins, h.shape[-1]))  # [B, C, bins, T']
-        pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)  # [B, 2C, bins]
-        return self.head(self.dropout(pooled.flatten(1)))
+        return torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1).flatten(1)  # [B, 2C * bins]
+
+    def head_logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Genre logits from :meth:`embed`."""
+        return self.head(self.dropout(embedding))
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:

@@ -108,6 +108,10 @@ class MusicnnGenreModel(nn.Module):
             tag_logits, penultimate = self.backbone(x)
         return torch.cat([tag_logits, penultimate], dim=1).float()
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The slice embedding (what the head reads; the out-of-taxonomy rule's feature space)."""
+        return self.backbone_outputs(x)
+
     def head_logits(self, outputs: torch.Tensor) -> torch.Tensor:
         """Genre logits from :meth:`backbone_outputs`."""
         n_tags = self.backbone.n_tags

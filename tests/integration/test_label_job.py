@@ -97,7 +97,11 @@ def test_labels_s3_to_s3_match_the_reference_and_gan_sees_only_unclassified(loca
     assert n_unclassified_by_cnn > 0, "the test catalog must contain songs the CNN leaves unclassified"
     stats = manifests(out, table_catalog)[-1].stats
     assert stats["cnn_unclassified"] == n_unclassified_by_cnn
-    assert stats["gan_songs"] == n_unclassified_by_cnn  # the GAN pool translated these songs and no others
+    outside = ref["reason"] == "outside_taxonomy"
+    # the GAN pool translated the ambiguous songs and no others; a song outside the taxonomy stays unclassified
+    assert stats["gan_songs"] == n_unclassified_by_cnn - int(outside.sum())
+    assert (ref.loc[outside, "status"] == "unclassified").all()
+    assert ref.loc[ref["status"] == "unclassified", "reason"].isin(["ambiguous_vote", "outside_taxonomy"]).all()
     assert (ref["status"] == "gan_resolved").sum() > 0  # threshold 0: it decided them
     assert (ref.loc[ref["cnn_status"] != "unclassified", "status"] == ref.loc[ref["cnn_status"] != "unclassified",
                                                                                "cnn_status"]).all()
