@@ -24,7 +24,8 @@ def row(status: str, probs: list[float] | None, genre: str | None = None, gan: s
     shares = None if probs is None else np.asarray(probs, np.float32)
     top = sorted(probs or [0.0, 0.0], reverse=True)
     return {"track_id": "t1", "status": status, "genre": genre, "probabilities": shares, "n_slices": 10,
-            "confidence": top[0] if probs else None, "margin": top[0] - top[1] if probs else None, "error": error,
+            "vote_share": top[0] if probs else None, "confidence": None,
+            "margin": top[0] - top[1] if probs else None, "error": error,
             "model_version": "cnn-1", "gan_version": gan,
             "gan_probabilities": None if gan_probs is None else np.asarray(gan_probs, np.float32),
             "feature_version": "fv-1", "run_id": "r1",
