@@ -20,6 +20,7 @@ Examples:
   genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --out data/paired
   genre-job make-catalog --per-genre 80 --genres outside --soundfonts timgm6mb,fluidr3,fluidr3mono,csound \
       --out data/outside
+  genre-job make-catalog --per-genre 30 --seed 7 --split val --out data/val      # new validation songs only
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-soundfont", default=None, metavar="SOUNDFONT",
                         help="also render every train song through this soundfont (a short name or path) with no "
                              "recording effects, as the clean target of the GAN's training pairs (reference_uri)")
+    parser.add_argument("--split", default=None, choices=["train", "val", "test"],
+                        help="put every song in this split (ids prefixed '<split>-'), e.g. new validation songs for "
+                             "genre-job calibrate; default: train/val/test 70/10/20 (outside styles: val/test)")
     parser.add_argument("--preview", default=None, metavar="FILE.png",
                         help="also draw a grid of log-mel spectrograms, one row per genre")
 
@@ -120,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     out = storage.absolute(args.out)
-    specs = plan_catalog(genres, args.per_genre, args.seed, args.preset, soundfonts, args.seconds, args.audio_format)
+    specs = plan_catalog(genres, args.per_genre, args.seed, args.preset, soundfonts, args.seconds, args.audio_format,
+                         split=args.split)
     print(f"rendering {len(specs)} songs ({len(genres)} genres x {args.per_genre}) with {len(soundfonts)} "
           f"soundfont(s) ({', '.join(os.path.basename(p) for p in soundfonts)}), preset {args.preset}, "
           f"{args.workers} workers -> {out}", flush=True)

@@ -74,24 +74,27 @@ def soundfont_slots(genre: str, splits: Sequence[str], n_soundfonts: int) -> lis
 
 
 def plan_catalog(genres: list[str], per_genre: int, seed: int, preset: str, soundfonts: Sequence[str] | str,
-                 seconds: float = 30.0, audio_format: str = "flac") -> list[SongSpec]:
+                 seconds: float = 30.0, audio_format: str = "flac", split: str | None = None) -> list[SongSpec]:
     """Specs for ``per_genre`` songs of each genre; the shifted preset gets its own split and ids. A style outside
     the taxonomy (:data:`OUTSIDE_NAMES`) takes the place of a genre, its songs split by :data:`OUTSIDE_SPLIT_CYCLE`.
 
-    Each song gets one of ``soundfonts`` (paths) by ``soundfont_slots``: balanced per genre and split.
+    Each song gets one of ``soundfonts`` (paths) by ``soundfont_slots``: balanced per genre and split. With
+    ``split``, every song is in that split and its id starts with ``<split>-`` (e.g. a catalog of new validation
+    songs beside a training catalog).
     """
     fonts = [soundfonts] if isinstance(soundfonts, str) else list(soundfonts)
     if not fonts:
         raise ValueError("plan_catalog needs at least one soundfont")
     specs = []
-    prefix = "" if preset == "default" else f"{preset}-"
+    prefix = ("" if preset == "default" else f"{preset}-") + (f"{split}-" if split else "")
     for genre in genres:
         cycle = OUTSIDE_SPLIT_CYCLE if genre in OUTSIDE_NAMES else SPLIT_CYCLE
-        splits = ["shifted" if preset == "shifted" else cycle[i % len(cycle)] for i in range(per_genre)]
-        for index, (split, slot) in enumerate(zip(splits, soundfont_slots(genre, splits, len(fonts)), strict=True)):
+        splits = [split or ("shifted" if preset == "shifted" else cycle[i % len(cycle)]) for i in range(per_genre)]
+        for index, (song_split, slot) in enumerate(zip(splits, soundfont_slots(genre, splits, len(fonts)),
+                                                       strict=True)):
             specs.append(SongSpec(
                 track_id=f"{prefix}{genre}-{index:05d}", genre=genre, index=index,
-                seed=song_seed(seed, genre, index, preset), split=split, preset=preset,
+                seed=song_seed(seed, genre, index, preset), split=song_split, preset=preset,
                 soundfont=fonts[slot], seconds=seconds, audio_format=audio_format,
             ))
     return specs

@@ -182,3 +182,13 @@ def test_outside_songs_never_train_and_have_no_genre_of_the_taxonomy():
     assert {s.split for s in outside} == {"val", "test"}
     assert sum(s.split == "val" for s in outside) == sum(s.split == "test" for s in outside)
     assert "train" in {s.split for s in specs if s.genre == "rock"}
+
+
+def test_a_catalog_of_one_split_has_ids_of_its_own():
+    from genre_core.synth.catalog import plan_catalog
+
+    specs = plan_catalog(["rock", "folk"], 3, 0, "default", ["a.sf2"], split="val")
+    assert [s.split for s in specs] == ["val"] * 6
+    assert [s.track_id for s in specs[:2]] == ["val-rock-00000", "val-rock-00001"]
+    plain = plan_catalog(["rock", "folk"], 3, 0, "default", ["a.sf2"])
+    assert {s.seed for s in specs} == {s.seed for s in plain}  # same songs, another split and ids
