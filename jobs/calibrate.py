@@ -1,8 +1,9 @@
 """Fit a CNN bundle's calibrated confidence and its out-of-taxonomy rule on validation songs; write a new bundle.
 
 Reads the model's slice logits and embeddings for
-  * --catalog: songs of the taxonomy (genre set): split 'train' gives the feature statistics of the
-    feature_distance score, split 'val' the calibration and, with the outside songs, the rule;
+  * --catalog (one or more): songs of the taxonomy (genre set): split 'train' gives the feature statistics of
+    the feature_distance score, split 'val' the calibration and, with the outside songs, the rule (more
+    validation songs than a training catalog's own: a catalog of new songs made with make-catalog --split val);
   * --outside: songs of styles outside the taxonomy (genre null, as `genre-job make-catalog --genres outside`
     renders them), split 'val' only.
 Test songs are never read. The confidence is temperature-scaled (genre_core/calibration.py); the rule compares
@@ -14,7 +15,7 @@ version, so a nightly `genre-job label` run relabels every track with it. Rerun 
 
 Examples:
   genre-job calibrate --cnn models/default/cnn --catalog data/corpus/catalog.parquet \\
-      --outside data/outside/catalog.parquet --out models/default/cnn
+      --catalog data/val/catalog.parquet --outside data/outside/catalog.parquet --out models/default/cnn
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import dataclasses
 import os
 import sys
 
+import pandas as pd
+
 from genre_core.config import ConfigError
 from genre_core.schema import read_catalog
 
@@ -32,8 +35,9 @@ DEFAULT_MAX_COVERAGE_DROP = 0.03
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cnn", required=True, help="the CNN bundle to calibrate (local or s3://)")
-    parser.add_argument("--catalog", required=True,
-                        help="catalog of songs of the taxonomy with splits train and val (e.g. the training catalog)")
+    parser.add_argument("--catalog", required=True, action="append",
+                        help="catalog of songs of the taxonomy with splits train and val (e.g. the training catalog); "
+                             "repeat it to add catalogs (their songs are pooled)")
     parser.add_argument("--outside", required=True,
                         help="catalog of songs outside the taxonomy (genre null), split val used")
     parser.add_argument("--out", required=True, help="bundle directory to write (may be --cnn itself)")
@@ -73,11 +77,15 @@ def _run(args: argparse.Namespace) -> int:
 
     model, meta = load_cnn_bundle(args.cnn)
     classes = list(meta.classes)
-    catalog, outside = read_catalog(args.catalog), read_catalog(args.outside)
-    for df, url in ((catalog, args.catalog), (outside, args.outside)):
+    catalogs, outside = [read_catalog(u) for u in args.catalog], read_catalog(args.outside)
+    for df, url in (*zip(catalogs, args.catalog, strict=True), (outside, args.outside)):
         refuse_reserved_soundfonts(df, url)
-    if "genre" not in catalog.columns:
-        raise ValueError(f"catalog {args.catalog} has no genre column")
+        if url != args.outside and "genre" not in df.columns:
+            raise ValueError(f"catalog {url} has no genre column")
+    catalog = pd.concat(catalogs, ignore_index=True)
+    ids = pd.concat([catalog["track_id"], outside["track_id"]])
+    if ids.duplicated().any():
+        raise ValueError(f"track_id(s) {sorted(set(ids[ids.duplicated()]))[:5]} appear in more than one catalog")
     parts = {"train": _songs(catalog, "train", classes, True), "val": _songs(catalog, "val", classes, True),
              "outside": _songs(outside, "val", classes, False)}
     for name, part in parts.items():
