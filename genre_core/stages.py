@@ -47,7 +47,8 @@ class GANStage:
     status before this stage), ``gan_probabilities`` (the GAN votes: the CNN's mean softmax over the translated
     slices; a NaN row for every row this stage did not process), ``gan_confidence`` (the combined share of the
     top genre that the decision used; NaN there too) and ``gan_input_slices`` (slices translated: 0 for rows it
-    did not process), and drops the ``slices`` payload. Building one tunes this process's allocator
+    did not process), and drops the ``slices`` payload. A ``gan_resolved`` row has no ``confidence``: the calibration
+    is that of the CNN's votes, not of the GAN stage's decisions. Building one tunes this process's allocator
     (:mod:`genre_core.allocator`).
     """
 
@@ -67,6 +68,7 @@ class GANStage:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         n, n_classes = len(batch["status"]), len(self.classes)
         status, genre, reason = list(batch["status"]), list(batch["genre"]), list(batch["reason"])
+        confidence = list(batch["confidence"])
         added = no_gan_columns(n, n_classes)
         gan_probs, gan_conf, n_translated = (added[k] for k in ("gan_probabilities", "gan_confidence",
                                                                   "gan_input_slices"))
@@ -85,9 +87,10 @@ class GANStage:
             if decision.resolved:
                 status[i], genre[i] = STATUS_GAN_RESOLVED, self.classes[int(decision.genre_index)]
                 reason[i] = None
+                confidence[i] = None  # calibrated on the CNN's votes, not on the GAN stage's decisions
         out = {k: v for k, v in batch.items() if k != "slices"}
         out.update(cnn_status=batch["status"], status=as_column(status), genre=as_column(genre),
-                   reason=as_column(reason), **added)
+                   reason=as_column(reason), confidence=as_column(confidence), **added)
         return out
 
 
