@@ -128,8 +128,11 @@ def explain(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | Non
     shares = vote_shares(row.get("probabilities"))
     confidence = row.get("confidence")
     if shares is not None and confidence is not None and confidence == confidence:
-        lines.append(f"confidence: {float(confidence):.3f} (calibrated probability that "
-                     f"{classes[int(np.argmax(shares))]} is right)")
+        top = classes[int(np.argmax(shares))]
+        lines.append(f"confidence: {float(confidence):.3f} " + (
+            f"(calibrated on songs of the taxonomy: the probability that {top} would be right, were this song of "
+            "one of its genres)" if row.get("reason") == REASON_OUTSIDE else
+            f"(calibrated probability that {top} is right)"))
     if shares is not None:
         lines.append(f"votes per genre ({row['n_slices']} slices; share of the summed slice votes):")
         for i in np.argsort(-shares, kind="stable"):
