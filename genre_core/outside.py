@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from genre_core.calibration import log_softmax
+from genre_core.voting import decide
 
 SCORES: tuple[str, ...] = ("vote_share", "max_logit", "energy", "feature_distance")
 # vote_share is in the comparison as the baseline only: the vote rule already thresholds it (tau), so as an
@@ -188,8 +189,6 @@ def fit_rule(train: ScoredSongs, val_inside: ScoredSongs, val_outside: ScoredSon
     """The out-of-taxonomy rule for a model: every score of :data:`SCORES` compared on the validation songs
     (:func:`compare_scores`; ``train`` songs only give ``feature_distance`` its statistics), the best one kept
     with its threshold and the comparison table (``selection``)."""
-    from genre_core.voting import decide
-
     stats = fit_feature_stats(train.embeddings, train.labels or [])
 
     def scored(songs: ScoredSongs) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
