@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -25,13 +26,16 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from genre_core import storage
+from genre_core.calibration import Calibration
 from genre_core.config import CNNConfig, FeatureConfig, VotingConfig, from_dict, to_dict
 from genre_core.models.cnn import SliceCNN
+from genre_core.outside import FeatureStats, OutsideRule
 
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "bundle.json"
 CNN_ARCHS = ("slice_cnn", "musicnn")
 BUNDLE_FORMAT = 1
+OUTSIDE_PREFIX = "outside."  # tensors of the out-of-taxonomy rule's FeatureStats, beside the model's in the weights
 
 
 class BundleError(RuntimeError):
@@ -121,6 +125,10 @@ class CNNBundle:
     # for cnn_config.arch "musicnn": the backbone the model was built on (name, weights_sha256, source, licence,
     # architecture, tags), as its backbone.json says
     backbone: dict[str, Any] = field(default_factory=dict)
+    # fitted on validation songs by `genre-job calibrate` (genre_core.calibration, genre_core.outside); None in a
+    # bundle that has not been calibrated: its labels then have no confidence and no out-of-taxonomy rule
+    calibration: Calibration | None = None
+    outside: OutsideRule | None = None
     version: str = ""
     created_at: str = ""
     weights_sha256: str = ""
@@ -138,6 +146,8 @@ class CNNBundle:
             "n_mels": self.n_mels,
             "n_frames": self.n_frames,
             "backbone": self.backbone,
+            "calibration": self.calibration.to_json() if self.calibration is not None else None,
+            "outside": self.outside.to_json() if self.outside is not None else None,
             "version": self.version,
             "created_at": self.created_at,
         }
@@ -156,6 +166,9 @@ class CNNBundle:
                 n_mels=int(meta["n_mels"]),
                 n_frames=int(meta["n_frames"]),
                 backbone=dict(meta.get("backbone", {})),
+                calibration=Calibration.from_json(meta["calibration"]) if meta.get("calibration") else None,
+                outside=OutsideRule(score=meta["outside"]["score"], threshold=float(meta["outside"]["threshold"]),
+                                    selection=meta["outside"].get("selection")) if meta.get("outside") else None,
                 version=meta["version"],
                 created_at=meta["created_at"],
                 weights_sha256=meta["weights_sha256"],
@@ -188,7 +201,11 @@ def save_cnn_bundle(url: str, model: nn.Module, meta: CNNBundle) -> CNNBundle:
         raise BundleError(f"{len(meta.classes)} classes in metadata but the model has {model.n_classes} outputs")
     if (meta.n_mels, meta.n_frames) != (model.n_mels, model.n_frames):
         raise BundleError("metadata slice shape differs from the model's")
-    written = save_bundle(url, "cnn", dict(model.state_dict()), meta.to_json())
+    tensors = dict(model.state_dict())
+    if meta.outside is not None and meta.outside.stats is not None:
+        tensors.update({OUTSIDE_PREFIX + k: torch.from_numpy(np.ascontiguousarray(v))
+                        for k, v in meta.outside.stats.tensors().items()})
+    written = save_bundle(url, "cnn", tensors, meta.to_json())
     return dataclasses.replace(
         meta, version=written["version"], created_at=written["created_at"],
         weights_sha256=written["weights_sha256"], url=storage.absolute(url),
@@ -199,6 +216,12 @@ def load_cnn_bundle(url: str, device: str | torch.device | None = None) -> tuple
     """Load a CNN bundle: ``(model in eval mode on device, metadata)``. Verifies the weights' sha256."""
     tensors, raw = load_bundle(url, kind="cnn")
     meta = CNNBundle.from_json(raw, url=storage.absolute(url))
+    stats = {k[len(OUTSIDE_PREFIX):]: tensors.pop(k).numpy() for k in list(tensors) if k.startswith(OUTSIDE_PREFIX)}
+    if meta.outside is not None and meta.outside.needs_embeddings:
+        if not stats:
+            raise BundleError(f"bundle {url}: its out-of-taxonomy rule ({meta.outside.score}) needs the training "
+                              f"songs' feature statistics, which its {WEIGHTS_FILE} lacks")
+        meta = dataclasses.replace(meta, outside=dataclasses.replace(meta.outside, stats=FeatureStats(**stats)))
     model = build_cnn_model(meta)
     try:
         model.load_state_dict(tensors, strict=True)

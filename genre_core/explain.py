@@ -1,7 +1,8 @@
 """Why a track got its label, in a few lines of text: votes per genre, status and its reason, model versions.
 
 The reason replays the rules on the row's own numbers: the voting rule (top share >= tau and margin >= m,
-:mod:`genre_core.voting`) with the thresholds of the CNN bundle the label came from, and the GAN stage's
+:mod:`genre_core.voting`) with the thresholds of the CNN bundle the label came from, the out-of-taxonomy rule
+(``outside_score`` against the bundle's threshold, :mod:`genre_core.outside`), and the GAN stage's
 combination of the CNN's votes with its own (``gan_probabilities``) with the refine parameters of its bundle
 (:mod:`genre_core.refine`). Labels do not store the thresholds or weights, so they are shown only when that
 bundle's metadata is given (and its version matches).
@@ -17,6 +18,7 @@ import numpy as np
 from genre_core.artifacts import CNNBundle
 from genre_core.models.gan_bundle import GANBundle
 from genre_core.schema import (
+    REASON_OUTSIDE,
     STATUS_CLASSIFIED,
     STATUS_CURATED,
     STATUS_ERROR,
@@ -40,6 +42,17 @@ def vote_reason(confidence: float, margin: float, top_genre: str, cnn: CNNBundle
     tau, m = cnn.voting.tau, cnn.voting.margin
     return (f"top share {confidence:.3f} ({top_genre}) {'>=' if confidence >= tau - 1e-9 else '<'} tau {tau:.2f}, "
             f"margin {margin:.3f} {'>=' if margin >= m - 1e-9 else '<'} m {m:.2f}")
+
+
+def outside_reason(score: float, cnn: CNNBundle | None) -> str:
+    """The out-of-taxonomy rule applied to one song's score, with the bundle's threshold if known."""
+    if cnn is None or cnn.outside is None:
+        return (f"its slices look unlike the songs of every genre of the taxonomy: out-of-taxonomy score {score:.4g} "
+                "passed the model's threshold (unknown here: pass --models with the bundles the label was made with)")
+    rule = cnn.outside
+    return (f"its slices look unlike the songs of every genre of the taxonomy: out-of-taxonomy score ({rule.score}) "
+            f"{score:.4g} {'>' if rule.is_outside(score) else '<='} threshold {rule.threshold:.4g}, chosen on "
+            "validation songs of the taxonomy and of styles outside it")
 
 
 def gan_reason(shares: np.ndarray, gan_shares: np.ndarray | None, classes: Sequence[str], gan_version: str,
@@ -81,20 +94,24 @@ def reason(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None
         return f"status {status} without votes"
     order = np.argsort(-shares, kind="stable")
     top = classes[int(order[0])]
-    votes = vote_reason(float(row["confidence"]), float(row["margin"]), top, cnn)
+    votes = vote_reason(float(shares[order[0]]), float(shares[order[0]] - shares[order[1]]), top, cnn)
     gan_version = _text(row.get("gan_version"))
     if status == STATUS_CLASSIFIED:
         return f"its slices' votes were clear: {votes}"
+    if status == STATUS_UNCLASSIFIED and row.get("reason") == REASON_OUTSIDE:
+        return (f"outside_taxonomy: {outside_reason(float(row['outside_score']), cnn)}, so no genre of the "
+                f"taxonomy is given (nor tried by a GAN stage) whatever the votes say ({votes}); the forced vote "
+                f"would say {top}")
     if status == STATUS_UNCLASSIFIED and gan_version is None:
-        return (f"its slices' votes were ambiguous: {votes}. No GAN stage ran for it (no gan/ bundle in the models, "
-                f"or --no-gan), so it stays unclassified; the forced vote would say {top}")
+        return (f"ambiguous_vote: its slices' votes were ambiguous: {votes}. No GAN stage ran for it (no gan/ bundle "
+                f"in the models, or --no-gan), so it stays unclassified; the forced vote would say {top}")
     stage = gan_reason(shares, vote_shares(row.get("gan_probabilities")), classes, gan_version, gan)
     if status == STATUS_GAN_RESOLVED:
         chosen = _text(row.get("genre"))
         same = "the same as" if chosen == top else "not"
         return f"its slices' votes were ambiguous: {votes}; {stage}: it chose {chosen} ({same} the vote's top genre)"
-    return (f"its slices' votes were ambiguous: {votes}; {stage}: no genre reached the threshold with a lead, so it "
-            f"stays unclassified; the forced vote would say {top}")
+    return (f"ambiguous_vote: its slices' votes were ambiguous: {votes}; {stage}: no genre reached the threshold "
+            f"with a lead, so it stays unclassified; the forced vote would say {top}")
 
 
 def explain(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None = None,
@@ -109,6 +126,13 @@ def explain(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | Non
     lines = [f"track {row['track_id']}: {row['status']}" + (f" -> {genre}" if genre else ""),
              "reason: " + reason(row, classes, cnn, gan)]
     shares = vote_shares(row.get("probabilities"))
+    confidence = row.get("confidence")
+    if shares is not None and confidence is not None and confidence == confidence:
+        top = classes[int(np.argmax(shares))]
+        lines.append(f"confidence: {float(confidence):.3f} " + (
+            f"(calibrated on songs of the taxonomy: the probability that {top} would be right, were this song of "
+            "one of its genres)" if row.get("reason") == REASON_OUTSIDE else
+            f"(calibrated probability that {top} is right)"))
     if shares is not None:
         lines.append(f"votes per genre ({row['n_slices']} slices; share of the summed slice votes):")
         for i in np.argsort(-shares, kind="stable"):
@@ -117,3 +141,14 @@ def explain(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | Non
                  f"features {row.get('feature_version')}")
     lines.append(f"run {row.get('run_id')}, labelled {row.get('labelled_at')}")
     return "\n".join(lines)
+
+
+def unclassified_line(row: Mapping[str, Any], classes: Sequence[str]) -> str:
+    """One line for an unclassified track: its id, its reason and the figure behind it, the forced vote."""
+    shares = vote_shares(row.get("probabilities"))
+    forced = classes[int(np.argmax(shares))] if shares is not None else "-"
+    reason = _text(row.get("reason")) or "not recorded"
+    score = row.get("outside_score")
+    figure = (f"outside score {float(score):.4g}" if reason == REASON_OUTSIDE and score is not None
+              else f"top share {float(shares.max()):.3f}" if shares is not None else "")
+    return f"{row['track_id']}  {reason}  ({figure}; forced vote {forced})"

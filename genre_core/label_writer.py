@@ -45,7 +45,7 @@ def apply_curated(row: dict[str, Any], curated: Any) -> dict[str, Any]:
     (probabilities, confidence, margin) stay beside it, so editors see where the model disagrees."""
     genre = curated_value(curated)
     if genre is not None:
-        row.update(status=STATUS_CURATED, genre=genre)
+        row.update(status=STATUS_CURATED, genre=genre, reason=None)
     return row
 
 

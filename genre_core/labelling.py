@@ -23,11 +23,21 @@ from genre_core.config import AudioConfig, ConfigError, FeatureConfig, VotingCon
 from genre_core.decoding import as_column, decode_song
 from genre_core.errors import TooShortError, TrackError
 from genre_core.features import feature_version
-from genre_core.inference import slice_probabilities
-from genre_core.schema import LABEL_COLUMNS, STATUS_CLASSIFIED, STATUS_ERROR, check_catalog_columns, vote_list
+from genre_core.inference import slice_outputs, softmax
+from genre_core.schema import (
+    LABEL_COLUMNS,
+    REASON_AMBIGUOUS,
+    REASON_OUTSIDE,
+    STATUS_CLASSIFIED,
+    STATUS_ERROR,
+    STATUS_UNCLASSIFIED,
+    check_catalog_columns,
+    vote_list,
+)
 from genre_core.voting import decide
 
-VOTE_COLUMNS = ("status", "genre", "genre_index", "confidence", "margin", "probabilities", "n_slices")
+VOTE_COLUMNS = ("status", "reason", "genre", "genre_index", "confidence", "vote_share", "margin", "probabilities",
+                "outside_score", "n_slices")
 
 
 class CNNVoter:
@@ -37,9 +47,15 @@ class CNNVoter:
     optionally ``status``/``error`` (rows already ``"error"`` keep their error); every other column is carried
     through. It adds the :data:`VOTE_COLUMNS` and ``error`` (a song with no slice becomes a ``too_short``
     error); ``probabilities`` is one ``[n, n_classes]`` float32 array, a NaN row for a song without votes.
-    All songs' slices go through the model together in chunks of ``batch_slices``. With
-    ``drop_classified_slices`` the payload of decided/error rows is replaced by an empty array so that only
-    unclassified songs carry spectrograms on. Building one tunes this process's allocator
+    All songs' slices go through the model together in chunks of ``batch_slices``.
+
+    A song is ``classified`` when the vote rule decides it and the bundle's out-of-taxonomy rule
+    (:mod:`genre_core.outside`, when the bundle has one) does not turn it away; otherwise ``unclassified`` with
+    ``reason`` ``outside_taxonomy`` (its ``outside_score`` passed the rule's threshold, whatever the votes say) or
+    ``ambiguous_vote``. ``confidence`` is the bundle's calibrated probability that the vote's top genre is right
+    (:mod:`genre_core.calibration`; None without a calibration), ``vote_share`` that genre's share of the votes.
+    With ``drop_classified_slices`` the payload of every row but the ambiguous ones (the only ones a GAN stage
+    reads) is replaced by an empty array. Building one tunes this process's allocator
     (:mod:`genre_core.allocator`).
     """
 
@@ -58,13 +74,14 @@ class CNNVoter:
         self.batch_slices = batch_slices
         self.drop_classified_slices = drop_classified_slices
         self.classes = list(self.bundle.classes)
+        self.outside, self.calibration = self.bundle.outside, self.bundle.calibration
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         slices = list(batch["slices"])
         n = len(slices)
         prior = list(batch["status"]) if "status" in batch else [None] * n
         todo = [i for i in range(n) if prior[i] != STATUS_ERROR and len(slices[i]) > 0]
-        probs = slice_probabilities(self.model, [slices[i] for i in todo], self.batch_slices, self.device)
+        logits, embeddings = slice_outputs(self.model, [slices[i] for i in todo], self.batch_slices, self.device)
         cols: dict[str, list[Any]] = {c: [None] * n for c in VOTE_COLUMNS}
         cols["status"] = [STATUS_ERROR] * n
         cols["n_slices"] = [0] * n
@@ -74,15 +91,22 @@ class CNNVoter:
         for i in range(n):
             if prior[i] != STATUS_ERROR and len(slices[i]) == 0:
                 errors[i] = errors[i] or TooShortError("no complete slice").describe()
-        for i, p in zip(todo, probs, strict=True):
-            d = decide(p, self.voting.tau, self.voting.margin)
-            cols["status"][i] = d.status
-            cols["genre_index"][i] = int(d.genre_index) if d.status == STATUS_CLASSIFIED else -1
+        for i, z, e in zip(todo, logits, embeddings, strict=True):
+            d = decide(softmax(z), self.voting.tau, self.voting.margin)
+            score = self.outside.song_score(z, e) if self.outside is not None else None
+            outside = score is not None and self.outside.is_outside(score)
+            classified = d.classified and not outside
+            cols["status"][i] = STATUS_CLASSIFIED if classified else STATUS_UNCLASSIFIED
+            cols["reason"][i] = None if classified else REASON_OUTSIDE if outside else REASON_AMBIGUOUS
+            cols["genre_index"][i] = int(d.genre_index) if classified else -1
             errors[i] = None
-            cols["genre"][i] = self.classes[d.genre_index] if d.status == STATUS_CLASSIFIED else None
-            cols["confidence"][i] = float(d.confidence)
+            cols["genre"][i] = self.classes[d.genre_index] if classified else None
+            if self.calibration is not None:
+                cols["confidence"][i] = self.calibration.confidence(z, d.top_index)
+            cols["vote_share"][i] = float(d.top_share)
             cols["margin"][i] = float(d.margin)
             cols["probabilities"][i] = np.asarray(d.probabilities, dtype=np.float32)
+            cols["outside_score"][i] = score
             cols["n_slices"][i] = int(d.n_slices)
         out = dict(batch)
         for c in VOTE_COLUMNS:
@@ -91,8 +115,8 @@ class CNNVoter:
         out["error"] = as_column(errors)
         if self.drop_classified_slices:
             empty = np.zeros((0, self.bundle.n_mels, self.bundle.n_frames), np.float32)
-            out["slices"] = as_column([s if st == "unclassified" else empty
-                                     for s, st in zip(slices, cols["status"], strict=True)])
+            out["slices"] = as_column([s if reason == REASON_AMBIGUOUS else empty
+                                     for s, reason in zip(slices, cols["reason"], strict=True)])
         return out
 
 
@@ -141,8 +165,9 @@ def label_track(
         row.update(status=STATUS_ERROR, error=exc.describe())
         return row
     out = voter({"slices": [slices]})
-    for c in ("status", "genre", "confidence", "margin", "probabilities", "n_slices", "error"):
-        row[c] = out[c][0]
+    for c in (*VOTE_COLUMNS, "error"):
+        if c in row:
+            row[c] = out[c][0]
     row["probabilities"] = vote_list(row["probabilities"])
     row["n_slices"] = int(row["n_slices"])
     return row

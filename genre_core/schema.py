@@ -29,6 +29,12 @@ STATUS_CURATED = "curated"  # genre set by a person (catalog column curated_genr
 STATUSES: tuple[str, ...] = (STATUS_CLASSIFIED, STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED, STATUS_ERROR,
                              STATUS_CURATED)
 DECIDED_STATUSES: frozenset[str] = frozenset({STATUS_CLASSIFIED, STATUS_GAN_RESOLVED})  # decided by the models
+# Why a song is unclassified (column ``reason``; null for every other status): its slices' votes were ambiguous
+# (and no GAN stage decided it), or its slices look unlike the songs of any genre of the taxonomy
+# (genre_core.outside; such a song never reaches the GAN stage).
+REASON_AMBIGUOUS = "ambiguous_vote"
+REASON_OUTSIDE = "outside_taxonomy"
+REASONS: tuple[str, ...] = (REASON_AMBIGUOUS, REASON_OUTSIDE)
 
 CATALOG_REQUIRED = pa.schema([
     pa.field("track_id", pa.string(), nullable=False),
@@ -39,9 +45,13 @@ LABELS_SCHEMA = pa.schema([
     pa.field("track_id", pa.string(), nullable=False),
     pa.field("genre", pa.string()),                 # null unless decided
     pa.field("status", pa.string(), nullable=False),  # one of STATUSES
-    pa.field("confidence", pa.float32()),           # top genre's share of the votes
+    pa.field("reason", pa.string()),                # unclassified rows: one of REASONS; null otherwise
+    pa.field("confidence", pa.float32()),           # P(the top genre of the votes is right), calibrated (null
+                                                    # when the model's bundle has no calibration)
+    pa.field("vote_share", pa.float32()),           # top genre's share of the votes
     pa.field("margin", pa.float32()),               # gap between the top two shares
     pa.field("probabilities", pa.list_(pa.float32())),  # vote shares, aligned to the class list metadata
+    pa.field("outside_score", pa.float32()),        # out-of-taxonomy score (genre_core.outside); null without a rule
     pa.field("n_slices", pa.int32()),
     pa.field("duration_s", pa.float32()),
     pa.field("error", pa.string()),                 # null or "kind: message"

@@ -19,7 +19,7 @@ class VoteDecision:
     status: str                    # "classified" | "unclassified"
     genre_index: int | None        # index of the top genre when classified, else None
     probabilities: np.ndarray      # [n_classes] float64, summed slice votes normalised to sum 1
-    confidence: float              # share of the votes held by the top genre
+    top_share: float               # share of the votes held by the top genre (the vote share)
     margin: float                  # top share minus second share
     n_slices: int
     timeline: np.ndarray           # [n_slices] int64, argmax genre of each slice
@@ -61,7 +61,7 @@ def decide(slice_probs: np.ndarray, tau: float, margin: float) -> VoteDecision:
         status=CLASSIFIED if ok else UNCLASSIFIED,
         genre_index=int(order[0]) if ok else None,
         probabilities=shares,
-        confidence=top,
+        top_share=top,
         margin=gap,
         n_slices=int(probs.shape[0]),
         timeline=timeline,

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "jobs.evaluate",
     "label": "jobs.label",
     "labels": "jobs.labels",
+    "calibrate": "jobs.calibrate",
 }
 
 EPILOG = """Examples:

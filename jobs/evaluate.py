@@ -1,9 +1,10 @@
 """Evaluate genre labels against the true genres: an HTML report with plots, and the figures as JSON.
 
 --out DIR writes DIR/report.html (one self-contained page: headline metrics, status breakdown, confusion
-matrix, per-genre precision/recall, coverage-accuracy curve over the vote threshold, what the GAN stage
-changed, the GAN ablation table, unclassified songs before/after translation, per-slice genre timelines)
-and DIR/evaluation.json. --out FILE.json writes the JSON only; without --out the JSON goes to stdout.
+matrix, per-genre precision/recall, coverage-accuracy curve over the vote threshold, the reliability diagram of
+the calibrated confidence, the truth's songs outside the taxonomy, what the GAN stage changed, the GAN ablation
+table, unclassified songs before/after translation, per-slice genre timelines) and DIR/evaluation.json.
+--out FILE.json writes the JSON only; without --out the JSON goes to stdout.
 Accuracy is that of the forced vote (argmax of each song's votes; error rows count as wrong); coverage is
 the share of songs given a genre. The per-song pictures decode a few songs' audio (audio_uri of the truth
 catalog) with the models of --models.

@@ -71,7 +71,7 @@ def actor_device(device: str) -> torch.device:
 # error rows has no genre, one of valid songs no error) to the next stage as float NaN: passed on as such, it
 # would meet the same column as strings in another block and fail the whole run. (Votes never are None: a song
 # without votes carries a NaN row, so that the column has one shape in every block.)
-_NULLABLE_OBJECT_COLUMNS = ("genre", "error")
+_NULLABLE_OBJECT_COLUMNS = ("genre", "error", "reason")
 
 
 def restore_nulls(batch: dict[str, Any]) -> dict[str, Any]:

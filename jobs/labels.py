@@ -1,8 +1,10 @@
 """The labels table: a summary or one track's label (show), its commits (history), rollback, orphan cleanup.
 
-  show      the current label of every track (a summary), or with --track why one track got its label: the
-            votes per genre, the status and its reason (thresholds and GAN refine parameters are read from the
-            bundles under --models when their versions match the label's), the model versions and the run
+  show      the current label of every track (a summary, with the unclassified songs counted by reason), or with
+            --track why one track got its label: the votes per genre, the calibrated confidence, the status and its
+            reason (thresholds and GAN refine parameters are read from the bundles under --models when their
+            versions match the label's), the model versions and the run; with --unclassified one line per
+            unclassified track: its reason (ambiguous_vote or outside_taxonomy) and the figures behind it
   history   the commits of the table's current state, oldest first, each with its run (mode, counts, models)
   rollback  make an earlier snapshot (from history) the current state again; later runs' rows go out of view
   clean     delete data files no snapshot refers to (what killed runs left), older than --older-than hours;
@@ -12,6 +14,7 @@ Only committed rows are visible. --output and --table-catalog/--config name the 
 
 Examples:
   genre-job labels show --output data/demo/labels
+  genre-job labels show --output data/demo/labels --unclassified
   genre-job labels show --output s3://bucket/labels --table-catalog sqlite:////srv/labels.db --track rock-00012
   genre-job labels history --output data/demo/labels
   genre-job labels rollback 5832710912345678901 --output data/demo/labels
@@ -24,13 +27,16 @@ import argparse
 import difflib
 import sys
 
+import pandas as pd
+
 from genre_core import storage
 from genre_core.artifacts import BundleError, CNNBundle, read_bundle_meta
 from genre_core.config import ConfigError
-from genre_core.explain import explain
+from genre_core.explain import explain, unclassified_line
 from genre_core.label_runs import history, orphan_files, remove_orphan_files, rollback, runs
 from genre_core.label_table import LabelsNotFound, open_table, read_labels
 from genre_core.models.gan_bundle import GANBundle
+from genre_core.schema import STATUS_UNCLASSIFIED
 from jobs.label import table_from_args
 from jobs.models import bundle_urls
 
@@ -44,6 +50,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table-catalog", default=None, metavar="URI", help="SQL catalog of the table (see label)")
     parser.add_argument("--config", default=None, help="YAML with a labels: section (catalog of the table)")
     parser.add_argument("--track", default=None, help="show: explain the label of this track_id")
+    parser.add_argument("--unclassified", action="store_true",
+                        help="show: one line per unclassified track with the reason it is unclassified")
     parser.add_argument("--models", default=None,
                         help="models folder the labels were made with, for the thresholds in the explanation "
                              "(default: $GENRE_TAGGER_MODELS, else models/default)")
@@ -77,10 +85,20 @@ def _show(args: argparse.Namespace, table, ice) -> int:
         cnn, gan = bundle_metadata(args.models)
         print(explain(hit.iloc[0].to_dict(), df.attrs["classes"], cnn, gan))
         return 0
+    if args.unclassified:
+        for row in df[df["status"] == STATUS_UNCLASSIFIED].to_dict("records"):
+            print(unclassified_line(row, df.attrs["classes"]))
+        return 0
     done = runs(ice)
     print(f"{table.describe()}: labels of {len(df)} tracks, from {len(done)} run(s)")
     if not df.empty:
         print("status: " + ", ".join(f"{k} {v}" for k, v in df["status"].value_counts().sort_index().items()))
+        unclassified = df[df["status"] == STATUS_UNCLASSIFIED]
+        if not unclassified.empty:
+            reasons = unclassified["reason"].fillna("not recorded (labelled before reasons were)") \
+                if "reason" in unclassified else pd.Series(["not recorded"] * len(unclassified))
+            print("unclassified by reason: " + ", ".join(f"{k} {v}" for k, v in reasons.value_counts().items())
+                  + f" (one line each: genre-job labels show --output {args.output} --unclassified)")
         print("genre:  " + ", ".join(f"{k} {v}" for k, v in df["genre"].value_counts().sort_index().items()))
         for m in done[-5:]:
             state = "complete" if m.complete else f"incomplete, {m.n_rows}/{m.n_todo}"

@@ -5,7 +5,10 @@ genre_core.synth.render.SOUNDFONTS), drawn so that every (genre, soundfont) cell
 The reserved MuseScore General soundfonts are refused.
 
 Writes <out>/audio/<genre>/<track_id>.flac and <out>/catalog.parquet with track_id, audio_uri (absolute),
-genre, split (train/val/test, or "shifted") and each song's generation parameters. With
+genre, style, split (train/val/test, or "shifted") and each song's generation parameters. --genres may also name
+styles outside the ten-genre taxonomy (folk, latin, house, ambient, gospel; "outside" = all five): their songs have
+genre null (no genre of the taxonomy is right), the style in `style`, and split val or test (never train); they
+serve only to choose and test the out-of-taxonomy rule (genre-job calibrate). With
 --reference-soundfont, every train song is also rendered through that soundfont without recording effects
 (<out>/reference/<genre>/<track_id>.flac, column reference_uri): the clean targets of the GAN's training pairs.
 
@@ -15,6 +18,9 @@ Examples:
   genre-job make-catalog --per-genre 10 --soundfonts timgm6mb,fluidr3 --out data/two-fonts
   genre-job make-catalog --per-genre 3 --out s3://bucket/catalog --preview grid.png
   genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --out data/paired
+  genre-job make-catalog --per-genre 80 --genres outside --soundfonts timgm6mb,fluidr3,fluidr3mono,csound \
+      --out data/outside
+  genre-job make-catalog --per-genre 30 --seed 7 --split val --out data/val      # new validation songs only
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ from genre_core import storage
 from genre_core.config import GENRES
 from genre_core.synth.catalog import SongSpec, plan_catalog, reference_spec, render_song
 from genre_core.synth.effects import PRESETS
+from genre_core.synth.outside_styles import OUTSIDE_NAMES
 from genre_core.synth.render import SOUNDFONTS, SynthSetupError, find_fluidsynth, resolve_soundfonts
 
 CATALOG_SCHEMA = pa.schema([
-    ("track_id", pa.string()), ("audio_uri", pa.string()), ("genre", pa.string()), ("split", pa.string()),
+    ("track_id", pa.string()), ("audio_uri", pa.string()), ("genre", pa.string()), ("style", pa.string()),
+    ("split", pa.string()),
     ("duration_s", pa.float32()), ("sample_rate", pa.int32()), ("tempo", pa.float32()), ("key", pa.string()),
     ("scale", pa.string()), ("swing", pa.float32()), ("progression", pa.string()), ("instruments", pa.string()),
     ("bass_style", pa.string()), ("comp_style", pa.string()), ("drums", pa.string()), ("form", pa.string()),
@@ -55,13 +63,18 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
                              ".sf2/.sf3 path; 'all' = every installed one of the short names (default)")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS),
                         help="recording effects: default (mixed), shifted (harsh recording chain, own split), none")
-    parser.add_argument("--genres", default=",".join(GENRES), help="comma-separated subset of the 10 genres")
+    parser.add_argument("--genres", default=",".join(GENRES),
+                        help="comma-separated subset of the 10 genres and of the styles outside the taxonomy ("
+                             + ", ".join(OUTSIDE_NAMES) + "; 'outside' = all of them); default: the 10 genres")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each song (default 30)")
     parser.add_argument("--format", dest="audio_format", default="flac", choices=["flac", "wav"])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     parser.add_argument("--reference-soundfont", default=None, metavar="SOUNDFONT",
                         help="also render every train song through this soundfont (a short name or path) with no "
                              "recording effects, as the clean target of the GAN's training pairs (reference_uri)")
+    parser.add_argument("--split", default=None, choices=["train", "val", "test"],
+                        help="put every song in this split (ids prefixed '<split>-'), e.g. new validation songs for "
+                             "genre-job calibrate; default: train/val/test 70/10/20 (outside styles: val/test)")
     parser.add_argument("--preview", default=None, metavar="FILE.png",
                         help="also draw a grid of log-mel spectrograms, one row per genre")
 
@@ -77,7 +90,8 @@ def _store(spec: SongSpec, out: str, folder: str) -> tuple[str, dict]:
 def _render_and_store(job: tuple[SongSpec, str, str | None]) -> dict:
     spec, out, reference = job
     uri, params = _store(spec, out, "audio")
-    row = {"track_id": spec.track_id, "audio_uri": uri, "genre": spec.genre, "split": spec.split,
+    genre = None if spec.genre in OUTSIDE_NAMES else spec.genre  # an outside song has no genre of the taxonomy
+    row = {"track_id": spec.track_id, "audio_uri": uri, "genre": genre, "style": spec.genre, "split": spec.split,
            "duration_s": spec.seconds, "sample_rate": spec.sample_rate, **params}
     if reference is not None:
         row["reference_uri"] = _store(reference_spec(spec, reference), out, "reference")[0] \
@@ -86,10 +100,12 @@ def _render_and_store(job: tuple[SongSpec, str, str | None]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    genres = [g.strip() for g in args.genres.split(",") if g.strip()]
-    unknown = sorted(set(genres) - set(GENRES))
+    genres = [n for g in args.genres.split(",") if g.strip()
+              for n in (OUTSIDE_NAMES if g.strip() == "outside" else [g.strip()])]
+    unknown = sorted(set(genres) - set(GENRES) - set(OUTSIDE_NAMES))
     if unknown:
-        print(f"error: unknown genre(s) {unknown}; choose from {', '.join(GENRES)}", file=sys.stderr)
+        print(f"error: unknown genre(s) {unknown}; choose from {', '.join(GENRES + OUTSIDE_NAMES)} or 'outside'",
+              file=sys.stderr)
         return 2
     if args.per_genre < 1:
         print("error: --per-genre must be at least 1", file=sys.stderr)
@@ -108,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     out = storage.absolute(args.out)
-    specs = plan_catalog(genres, args.per_genre, args.seed, args.preset, soundfonts, args.seconds, args.audio_format)
+    specs = plan_catalog(genres, args.per_genre, args.seed, args.preset, soundfonts, args.seconds, args.audio_format,
+                         split=args.split)
     print(f"rendering {len(specs)} songs ({len(genres)} genres x {args.per_genre}) with {len(soundfonts)} "
           f"soundfont(s) ({', '.join(os.path.basename(p) for p in soundfonts)}), preset {args.preset}, "
           f"{args.workers} workers -> {out}", flush=True)

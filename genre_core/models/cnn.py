@@ -109,11 +109,21 @@ class SliceCNN(nn.Module):
                 f"expected input [B, 1, {self.n_mels}, {self.n_frames}] or [B, {self.n_mels}, {self.n_frames}], "
                 f"got {list(x.shape)}"
             )
+        return self.head_logits(self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 2C * bins]``: the pooled features the last layer reads (``x`` as checked by :meth:`forward`), in
+        float32 (computed under bf16 autocast where ``cfg.precision`` says so)."""
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16_on(x.device)):
             h = self.features(x)                                   # [B, C, F', T']
             h = F.adaptive_avg_pool2d(h, (self.freq_bins, h.shape[-1]))  # [B, C, bins, T']
-            pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)  # [B, 2C, bins]
-            return self.head(self.dropout(pooled.flatten(1))).float()
+            return torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1).flatten(1).float()  # [B, 2C * bins]
+
+    def head_logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Genre logits from :meth:`embed`."""
+        return self.head(self.dropout(embedding))
 
     def bf16_on(self, device: torch.device) -> bool:
         """Whether this model computes in bf16 on ``device`` (``cfg.precision``; autocast), asked once per device."""

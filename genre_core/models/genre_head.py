@@ -128,8 +128,16 @@ class MusicnnGenreModel(nn.Module):
             outputs = self.backbone(x)
         return torch.cat(outputs, dim=1).float()
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The slice embedding (what the head reads; the out-of-taxonomy rule's feature space)."""
+        return self.backbone_outputs(x)
+
+    def head_logits(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Genre logits from :meth:`backbone_outputs`."""
+        return self.head(outputs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone_outputs(x))
+        return self.head_logits(self.backbone_outputs(x))
 
 
 def new_genre_model(backbone_dir: str, classes: Sequence[str],

@@ -21,7 +21,7 @@ from genre_core.artifacts import BundleError
 from genre_core.errors import TrackError
 from genre_core.report import figures
 from genre_core.report.ablation import HOW_TO_GET, AblationError, load_ablation
-from genre_core.report.evaluation import evaluate_merged, merge_with_truth
+from genre_core.report.evaluation import evaluate_merged, merge_with_truth, outside_summary
 from genre_core.report.html import Section, esc, fmt, img, kv_table, metrics_row, note, page, para, table
 from genre_core.report.songs import SongAnalyser, SongSlices
 from genre_core.schema import DECIDED_STATUSES, STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED
@@ -61,6 +61,7 @@ def build_report(req: ReportRequest, progress: Callable[[str], None] | None = No
     say = progress or (lambda _msg: None)
     merged = merge_with_truth(req.labels, req.truth, req.classes)
     ev = evaluate_merged(merged, req.classes)
+    ev["outside_taxonomy"] = outside_summary(req.labels, req.truth)
     notes: list[str] = []
     analyser = _load_analyser(req, ev, notes)
     tau_m = _thresholds(analyser, ev)
@@ -73,6 +74,8 @@ def build_report(req: ReportRequest, progress: Callable[[str], None] | None = No
                 "the song was decided; error rows have no vote and are left out")),
         _per_genre(ev, req.classes),
         _curves(ev, tau_m),
+        _calibration(ev),
+        _outside(ev),
         _gan_stage(ev),
         _ablation(req.ablation_path, notes),
     ]
@@ -147,8 +150,10 @@ def _status(ev: dict[str, Any]) -> Section:
         if r["status"] == "missing" and not r["songs"]:
             continue
         kinds = ", ".join(f"{k} {v}" for k, v in r.get("error_kinds", {}).items())
-        rows.append([r["status"], r["songs"], fmt(r["share"], ".2f"), fmt(r.get("right", "")),
-                     r.get("right_means", kinds)])
+        means = r.get("right_means", kinds)
+        if r.get("reasons"):
+            means += "; by reason: " + ", ".join(f"{k} {v}" for k, v in r["reasons"].items())
+        rows.append([r["status"], r["songs"], fmt(r["share"], ".2f"), fmt(r.get("right", "")), means])
     body = img(figures.status_figure(ev["status_breakdown"]), "songs per status",
                "songs per status; the solid part of a bar is the songs counted right (last column)") + table(
         ["status", "songs", "share", "right", "right means / error kinds"], rows)
@@ -182,6 +187,45 @@ def _curves(ev: dict[str, Any], tau_m: tuple[float, float] | None) -> Section:
                "coverage and accuracy over the vote threshold") + para(text) + table(
         ["top-share threshold", "coverage", "accuracy on decided", "songs decided"], rows)
     return Section("coverage", "Coverage and accuracy over the vote threshold", body)
+
+
+def _calibration(ev: dict[str, Any]) -> Section:
+    c = ev["calibration"]
+    title = "Confidence: is it the probability of being right?"
+    if not c["n_songs"]:
+        return Section("calibration", title, note(
+            "No label here has a confidence: the labels' CNN bundle was not calibrated (`genre-job calibrate`), or "
+            "the labels were made before confidence meant a probability (their vote share was in that column)."))
+    text = (f"A song's confidence is the model's calibrated probability that the top genre of its votes (its label, "
+            f"or its forced vote when unclassified) is right, fitted on validation songs. Over these {c['n_songs']} "
+            f"songs its mean is {c['mean_confidence']:.3f} and the share right {c['accuracy']:.3f}; the expected "
+            f"calibration error (ECE: the songs-weighted mean gap between confidence and the share right, over 10 "
+            f"equal-width bins) is {c['ece']:.3f}, and {fmt(c['ece_decided'])} over the {c['n_decided']} decided "
+            "songs. The vote share is in the labels' vote_share column.")
+    rows = [[f"{b['low']:.1f}-{b['high']:.1f}", b["n"], fmt(b["confidence"]), fmt(b["accuracy"])]
+            for b in c["reliability"] if b["n"]]
+    body = img(figures.reliability_figure(c["reliability"], c["ece"]), "reliability diagram") + para(text) + table(
+        ["confidence bin", "songs", "mean confidence", "share right"], rows)
+    return Section("calibration", title, body)
+
+
+def _outside(ev: dict[str, Any]) -> Section:
+    o = ev["outside_taxonomy"]
+    title = "Songs outside the taxonomy"
+    if not o["n_songs"]:
+        return Section("outside", title, note(
+            "The truth catalog has no song of a style outside the taxonomy (genre null, style set, as `genre-job "
+            "make-catalog --genres outside` renders them), so nothing here says how often such songs are turned "
+            "away."))
+    rows = [[style, r["songs"], r["unclassified"], fmt(r["unclassified_share"], ".2f"), r["outside_taxonomy"],
+             r["given_a_genre"]] for style, r in o["per_style"].items()]
+    rows.append(["all", o["songs"], o["unclassified"], fmt(o["unclassified_share"], ".2f"), o["outside_taxonomy"],
+                 o["given_a_genre"]])
+    text = ("No genre of the taxonomy is right for these songs: the right outcome is unclassified, either because "
+            "their votes were ambiguous or, reason outside_taxonomy, because the out-of-taxonomy rule found their "
+            "slices unlike the songs of every genre. They are left out of every other section of this page.")
+    return Section("outside", title, para(text) + table(
+        ["style", "songs", "unclassified", "share", "of which outside_taxonomy", "given a genre (wrong)"], rows))
 
 
 def _gan_stage(ev: dict[str, Any]) -> Section:

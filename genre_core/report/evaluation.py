@@ -3,8 +3,10 @@
 :func:`merge_with_truth` lines up one labels row per truth song (a song without a label row is ``missing``);
 :func:`evaluate` computes everything the report shows from that table: the standard song-level summary
 (:func:`genre_core.metrics.summarize`: accuracy of the forced vote, coverage, accuracy on decided songs,
-confusion, per-genre precision/recall), the status breakdown, the coverage-accuracy curves over the vote
-thresholds and what the GAN stage changed. The result is a JSON-ready dict (NaN stays NaN; see :func:`clean`).
+confusion, per-genre precision/recall), the status breakdown (unclassified songs by reason), the coverage-accuracy
+curves over the vote thresholds, what the GAN stage changed, the calibration of ``confidence`` (ECE, reliability
+diagram) and, for songs of styles outside the taxonomy in the truth, how many stay unclassified. The result is a
+JSON-ready dict (NaN stays NaN; see :func:`clean`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from genre_core.calibration import expected_calibration_error, reliability
 from genre_core.metrics import coverage_accuracy_curve, flip_counts, mcnemar_exact, summarize
 from genre_core.schema import (
     DECIDED_STATUSES,
+    REASON_OUTSIDE,
+    REASONS,
     STATUS_CURATED,
     STATUS_ERROR,
     STATUS_GAN_RESOLVED,
@@ -108,6 +113,10 @@ def status_breakdown(merged: pd.DataFrame) -> list[dict[str, Any]]:
         elif status == STATUS_UNCLASSIFIED:
             row["right"] = int((part["forced"] == part["truth"]).sum())
             row["right_means"] = "the forced vote (argmax) would be right"
+            reasons = part["reason"] if "reason" in part else pd.Series([None] * len(part), dtype=object)
+            row["reasons"] = {r: int((reasons == r).sum()) for r in REASONS}
+            if reasons.isna().any():
+                row["reasons"]["not recorded"] = int(reasons.isna().sum())
         if status == STATUS_ERROR:
             kinds = part["error"].fillna("unknown").astype(str).str.split(":", n=1).str[0]
             row["error_kinds"] = {str(k): int(v) for k, v in kinds.value_counts().sort_index().items()}
@@ -143,6 +152,49 @@ def gan_stage_summary(merged: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def calibration_summary(merged: pd.DataFrame) -> dict[str, Any]:
+    """How well ``confidence`` (the calibrated probability that the vote's top genre is right) matches how often it
+    is right, over the songs that have one: ECE and the reliability diagram's bins. ``{"n_songs": 0}`` when no
+    label has a confidence (a model bundle without calibration, or labels made before it)."""
+    conf = pd.to_numeric(merged.get("confidence", pd.Series(dtype=float)), errors="coerce")
+    has = conf.notna() & merged["forced"].notna()
+    if not has.any():
+        return {"n_songs": 0}
+    right = (merged.loc[has, "forced"] == merged.loc[has, "truth"]).to_numpy(bool)
+    c = conf[has].to_numpy(np.float64)
+    decided = merged.loc[has, "status"].isin(DECIDED_STATUSES).to_numpy(bool)
+    return {"n_songs": int(has.sum()), "ece": expected_calibration_error(c, right),
+            "reliability": reliability(c, right),
+            "n_decided": int(decided.sum()), "ece_decided": expected_calibration_error(c[decided], right[decided]),
+            "mean_confidence": float(c.mean()), "accuracy": float(right.mean())}
+
+
+def outside_summary(labels: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
+    """The truth's songs of styles outside the taxonomy (``genre`` null, ``style`` set, as `genre-job make-catalog
+    --genres outside` writes them): per style, how many are unclassified (for either reason), how many for the
+    out-of-taxonomy rule, and how many were given a genre (always wrong). ``{"n_songs": 0}`` when there are none."""
+    if "style" not in truth.columns or "genre" not in truth.columns:
+        return {"n_songs": 0}
+    out = truth.loc[truth["genre"].isna() & truth["style"].notna(), ["track_id", "style"]].astype({"track_id": str})
+    if out.empty:
+        return {"n_songs": 0}
+    cols = [c for c in ("track_id", "status", "reason") if c in labels.columns]
+    merged = out.merge(labels[cols].astype({"track_id": str}), on="track_id", how="left")
+    merged["status"] = merged["status"].where(merged["status"].notna(), MISSING)
+    reason = merged["reason"] if "reason" in merged else pd.Series([None] * len(merged), dtype=object)
+    merged["outside_rule"] = (merged["status"] == STATUS_UNCLASSIFIED) & (reason == REASON_OUTSIDE)
+
+    def row(part: pd.DataFrame) -> dict[str, Any]:
+        n = len(part)
+        uncl = int((part["status"] == STATUS_UNCLASSIFIED).sum())
+        return {"songs": n, "unclassified": uncl, "unclassified_share": uncl / n,
+                "outside_taxonomy": int(part["outside_rule"].sum()),
+                "given_a_genre": int(part["status"].isin(DECIDED_STATUSES).sum())}
+
+    return {"n_songs": len(merged), **row(merged),
+            "per_style": {str(k): row(g) for k, g in merged.groupby("style", sort=True)}}
+
+
 def run_info(merged: pd.DataFrame) -> dict[str, Any]:
     """Which runs and model versions the evaluated labels come from."""
     def values(col: str) -> list[str]:
@@ -157,7 +209,9 @@ def run_info(merged: pd.DataFrame) -> dict[str, Any]:
 
 def evaluate(labels: pd.DataFrame, truth: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
     """Song-level evaluation of ``labels`` against ``truth`` (track_id, genre): see the module docstring."""
-    return evaluate_merged(merge_with_truth(labels, truth, classes), classes)
+    report = evaluate_merged(merge_with_truth(labels, truth, classes), classes)
+    report["outside_taxonomy"] = outside_summary(labels, truth)
+    return report
 
 
 def evaluate_merged(merged: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
@@ -169,6 +223,7 @@ def evaluate_merged(merged: pd.DataFrame, classes: list[str]) -> dict[str, Any]:
     report["status_breakdown"] = breakdown
     report["coverage_curves"] = coverage_curves(merged)
     report["gan_stage"] = gan_stage_summary(merged)
+    report["calibration"] = calibration_summary(merged)
     report["runs"] = run_info(merged)
     return report
 

@@ -119,6 +119,29 @@ def status_figure(breakdown: Sequence[dict[str, Any]]) -> bytes:
     return to_png(fig)
 
 
+def reliability_figure(bins: Sequence[dict[str, Any]], ece: float) -> bytes:
+    """Reliability diagram: per confidence bin, the share of songs right against the mean confidence (the
+    diagonal is perfect calibration); bar widths are the bins, the numbers above them the songs in each."""
+    fig = Figure(figsize=(4.6, 4.2))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="#868e96", linestyle="--", linewidth=1, label="perfectly calibrated")
+    full = [b for b in bins if b["n"]]
+    ax.bar([b["low"] for b in full], [b["accuracy"] for b in full], width=[b["high"] - b["low"] for b in full],
+           align="edge", color="#1971c2", alpha=0.6, edgecolor="#1864ab", label="share right")
+    ax.plot([b["confidence"] for b in full], [b["accuracy"] for b in full], "o", color="#e8590c", markersize=4,
+            label="(mean confidence, share right)")
+    for b in full:
+        ax.text((b["low"] + b["high"]) / 2, min(b["accuracy"] + 0.02, 0.97), str(b["n"]), ha="center", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (calibrated)")
+    ax.set_ylabel("share of songs whose label is right")
+    ax.set_title(f"ECE {ece:.3f}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return to_png(fig)
+
+
 def timeline_figure(songs: Sequence[SongSlices], classes: Sequence[str]) -> bytes:
     """One panel per song: the CNN's probability of each genre per slice over time, the winning genre of
     each slice marked with a dot."""

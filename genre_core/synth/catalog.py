@@ -21,11 +21,14 @@ import soundfile as sf
 from genre_core.config import GENRES
 from genre_core.synth.compose import compose, plan_song, to_midi
 from genre_core.synth.effects import apply_effects, draw_effects
+from genre_core.synth.outside_styles import OUTSIDE_NAMES
 from genre_core.synth.render import render_midi
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 # Split of a genre's songs by index: 7 of 10 train, 1 validation, 2 test (80 train+val / 20 test per 100).
 SPLIT_CYCLE = ("train", "train", "train", "train", "train", "train", "train", "val", "test", "test")
+# Songs of a style outside the taxonomy never train the genre model: half choose the out-of-taxonomy rule, half test it.
+OUTSIDE_SPLIT_CYCLE = ("val", "test")
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def soundfont_slots(genre: str, splits: Sequence[str], n_soundfonts: int) -> lis
     ``n_soundfonts`` of them, and even one song per genre spreads over the soundfonts. Song i's soundfont
     depends only on the songs before it, not on how many songs or genres the catalog has.
     """
-    offset = GENRES.index(genre) if genre in GENRES else 0
+    offset = (GENRES + OUTSIDE_NAMES).index(genre) if genre in GENRES + OUTSIDE_NAMES else 0
     in_split: Counter[tuple[str, int]] = Counter()
     overall: Counter[int] = Counter()
     slots = []
@@ -71,22 +74,27 @@ def soundfont_slots(genre: str, splits: Sequence[str], n_soundfonts: int) -> lis
 
 
 def plan_catalog(genres: list[str], per_genre: int, seed: int, preset: str, soundfonts: Sequence[str] | str,
-                 seconds: float = 30.0, audio_format: str = "flac") -> list[SongSpec]:
-    """Specs for ``per_genre`` songs of each genre; the shifted preset gets its own split and ids.
+                 seconds: float = 30.0, audio_format: str = "flac", split: str | None = None) -> list[SongSpec]:
+    """Specs for ``per_genre`` songs of each genre; the shifted preset gets its own split and ids. A style outside
+    the taxonomy (:data:`OUTSIDE_NAMES`) takes the place of a genre, its songs split by :data:`OUTSIDE_SPLIT_CYCLE`.
 
-    Each song gets one of ``soundfonts`` (paths) by ``soundfont_slots``: balanced per genre and split.
+    Each song gets one of ``soundfonts`` (paths) by ``soundfont_slots``: balanced per genre and split. With
+    ``split``, every song is in that split and its id starts with ``<split>-`` (e.g. a catalog of new validation
+    songs beside a training catalog).
     """
     fonts = [soundfonts] if isinstance(soundfonts, str) else list(soundfonts)
     if not fonts:
         raise ValueError("plan_catalog needs at least one soundfont")
     specs = []
-    prefix = "" if preset == "default" else f"{preset}-"
+    prefix = ("" if preset == "default" else f"{preset}-") + (f"{split}-" if split else "")
     for genre in genres:
-        splits = ["shifted" if preset == "shifted" else SPLIT_CYCLE[i % len(SPLIT_CYCLE)] for i in range(per_genre)]
-        for index, (split, slot) in enumerate(zip(splits, soundfont_slots(genre, splits, len(fonts)), strict=True)):
+        cycle = OUTSIDE_SPLIT_CYCLE if genre in OUTSIDE_NAMES else SPLIT_CYCLE
+        splits = [split or ("shifted" if preset == "shifted" else cycle[i % len(cycle)]) for i in range(per_genre)]
+        for index, (song_split, slot) in enumerate(zip(splits, soundfont_slots(genre, splits, len(fonts)),
+                                                       strict=True)):
             specs.append(SongSpec(
                 track_id=f"{prefix}{genre}-{index:05d}", genre=genre, index=index,
-                seed=song_seed(seed, genre, index, preset), split=split, preset=preset,
+                seed=song_seed(seed, genre, index, preset), split=song_split, preset=preset,
                 soundfont=fonts[slot], seconds=seconds, audio_format=audio_format,
             ))
     return specs

@@ -14,6 +14,7 @@ import mido
 import numpy as np
 
 from genre_core.synth import grooves as groove_library
+from genre_core.synth.outside_styles import OUTSIDE_STYLES
 from genre_core.synth.styles import CRASH, KICK, STYLES, SWAP_GROUP_OF, SWAP_PROBABILITY, GenreStyle
 from genre_core.synth.theory import SCALES, chord_pitches, chord_root, scale_pitches, voice_near
 
@@ -21,6 +22,8 @@ DRUM_CHANNEL = 9
 TICKS_PER_BEAT = 480
 SECTION_ENERGY = {"intro": 0.45, "verse": 0.75, "chorus": 1.0, "bridge": 0.6}
 ROLE_CHANNELS = {"drums": DRUM_CHANNEL, "bass": 0, "comp": 1, "lead": 2, "pad": 3}
+# every style the composer knows: the ten genres and the styles outside the taxonomy
+ALL_STYLES: dict[str, GenreStyle] = {**STYLES, **OUTSIDE_STYLES}
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,8 @@ def _choose(rng: np.random.Generator, weighted) -> object:
 
 
 def plan_song(genre: str, seed: int, seconds: float = 34.0) -> SongPlan:
-    """Draw every choice of one song of ``genre`` from ``seed``."""
-    style = STYLES[genre]
+    """Draw every choice of one song of ``genre`` (a genre or an outside style) from ``seed``."""
+    style = ALL_STYLES[genre]
     rng = np.random.default_rng(seed)
     tempo = float(rng.uniform(*style.tempo))
     swing = float(rng.uniform(*style.swing))
@@ -251,6 +254,11 @@ def _bass_rhythm(kind, length, root, tones, fifth, nxt, scale, key_root, rng):
     if kind == "reggae":
         grid = [(0.5, root), (1.0, fifth), (1.75, root + 12), (2.5, tones[1]), (3.0, root)]
         return [(b, 0.45, p, 1.0) for b, p in grid if b < length]
+    if kind == "bossa":  # root on 1, fifth on the and of 2, root on 3, fifth on the and of 4
+        grid = [(0.0, root), (1.5, fifth), (2.0, fifth), (3.5, root)]
+        return [(b, 0.45, p, 1.0) for b, p in grid if b < length]
+    if kind == "offbeat":  # house: the bass on every off-beat 8th
+        return [(i + 0.5, 0.35, root, 1.0) for i in range(beats)]
     raise ValueError(f"unknown bass style {kind!r}")
 
 
@@ -298,6 +306,9 @@ def _comp_rhythm(kind, length, pitches, rng):
         return [(i / 2, 0.45, [seq[i % 4]], 0.8) for i in range(beats * 2)]
     if kind == "boom_chick":
         return [(b, 0.35, pitches, 0.85) for b in (1.0, 3.0) if b < length]
+    if kind == "bossa":  # the bossa nova guitar's syncopated chord pattern over two bars' worth of 8ths
+        grid = [0.0, 1.5, 2.5, 3.0] if rng.random() < 0.5 else [0.5, 1.5, 2.0, 3.5]
+        return [(b, 0.4, pitches, 0.85) for b in grid if b < length]
     if kind == "shuffle":
         five, six = [low, low + 7], [low, low + 9]
         return [(i / 2, 0.45, five if (i // 2) % 2 == 0 else six, 0.9) for i in range(beats * 2)]
@@ -351,7 +362,7 @@ def _pad_part(plan, chords, bars, channel: int = 3) -> list[Note]:
 
 def compose(plan: SongPlan) -> list[Note]:
     """All notes of the song, in beats, before swing and humanisation."""
-    style = STYLES[plan.genre]
+    style = ALL_STYLES[plan.genre]
     rng = np.random.default_rng(plan.seed + 1)
     bars = [SECTION_ENERGY[name] for name, n in plan.sections for _ in range(n)]
     chords = _chord_timeline(plan, len(bars) * 4.0)
@@ -387,7 +398,7 @@ def swing_beat(beat: float, ratio: float, unit: float) -> float:
 
 def to_midi(plan: SongPlan, notes: list[Note]) -> bytes:
     """Swing, humanise and write the notes as a type-0 Standard MIDI File."""
-    style = STYLES[plan.genre]
+    style = ALL_STYLES[plan.genre]
     rng = np.random.default_rng(plan.seed + 2)
     tempo_us = mido.bpm2tempo(plan.tempo)
     jitter_beats = plan.timing_jitter_s * plan.tempo / 60.0

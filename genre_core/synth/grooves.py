@@ -21,8 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from genre_core.config import GENRES
-
 DATA_PATH = Path(__file__).resolve().parent / "data" / "grooves.json.gz"
 WINDOW_BEATS = 8
 BEATS_PER_BAR = 4
@@ -59,6 +57,12 @@ GENRE_GROOVE_STYLES: dict[str, tuple[str, ...]] = {
     "pop": ("pop", "soul", "rock", "dance/disco"),
     "reggae": ("reggae",),
     "rock": ("rock", "punk"),
+    # styles outside the taxonomy (genre_core.synth.outside_styles); folk, house and ambient use patterns only
+    "folk": (),
+    "latin": ("latin/brazilian-bossa", "latin/brazilian-samba", "latin/brazilian-songo", "afrocuban"),
+    "house": (),
+    "ambient": (),
+    "gospel": ("gospel", "soul"),
 }
 
 Event = tuple[float, int, int]  # (beat, GM note, velocity)
@@ -116,8 +120,8 @@ def _matches(g: Groove, entry: str) -> bool:
 
 def genre_pools(genre: str) -> list[tuple[str, tuple[Groove, ...]]]:
     """(entry, grooves) for each entry of GENRE_GROOVE_STYLES[genre] that has grooves."""
-    if genre not in GENRES:
-        raise ValueError(f"unknown genre {genre!r}; expected one of {sorted(GENRES)}")
+    if genre not in GENRE_GROOVE_STYLES:
+        raise ValueError(f"unknown genre {genre!r}; expected one of {sorted(GENRE_GROOVE_STYLES)}")
     grooves = _load(str(DATA_PATH))
     pools = []
     for entry in GENRE_GROOVE_STYLES[genre]:

@@ -10,7 +10,8 @@ from genre_core import storage
 
 
 def draw_preview(rows: list[dict], path: str, per_genre: int = 4, seconds: float = 10.0) -> None:
-    """Draw the first ``seconds`` of up to ``per_genre`` songs of each genre in ``rows`` to a PNG."""
+    """Draw the first ``seconds`` of up to ``per_genre`` songs of each genre (or outside style: column ``style``)
+    in ``rows`` to a PNG."""
     import librosa
     import matplotlib
 
@@ -18,11 +19,11 @@ def draw_preview(rows: list[dict], path: str, per_genre: int = 4, seconds: float
     import matplotlib.pyplot as plt
     import soundfile as sf
 
-    genres = sorted({r["genre"] for r in rows})
-    cols = min(per_genre, max(sum(r["genre"] == g for r in rows) for g in genres))
+    genres = sorted({r["style"] for r in rows})
+    cols = min(per_genre, max(sum(r["style"] == g for r in rows) for g in genres))
     fig, axes = plt.subplots(len(genres), cols, figsize=(3.2 * cols, 1.6 * len(genres)), squeeze=False)
     for i, genre in enumerate(genres):
-        songs = [r for r in rows if r["genre"] == genre][:cols]
+        songs = [r for r in rows if r["style"] == genre][:cols]
         for j in range(cols):
             ax = axes[i][j]
             ax.set_xticks([])

@@ -40,22 +40,26 @@ def table_catalog(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> str:
-    """20 rendered songs (one in-domain and one shifted per genre) plus a track whose audio file is gone."""
+    """20 rendered songs (one in-domain and one shifted per genre), one song of each style outside the taxonomy
+    (genre null) and a track whose audio file is gone."""
     root = tmp_path_factory.mktemp("catalog")
     assert run_job(make_catalog, ["--per-genre", "1", "--seed", "11", "--out", str(root / "default")]) == 0
     assert run_job(make_catalog, ["--per-genre", "1", "--seed", "11", "--preset", "shifted",
                                   "--out", str(root / "shifted")]) == 0
+    assert run_job(make_catalog, ["--per-genre", "1", "--seed", "11", "--genres", "outside",
+                                  "--out", str(root / "outside")]) == 0
     gone = pd.DataFrame({"track_id": [GONE], "audio_uri": [str(root / "gone.flac")], "genre": ["rock"],
                          "split": ["shifted"]})
     df = pd.concat([pd.read_parquet(root / "default" / "catalog.parquet"),
-                    pd.read_parquet(root / "shifted" / "catalog.parquet"), gone], ignore_index=True)
+                    pd.read_parquet(root / "shifted" / "catalog.parquet"),
+                    pd.read_parquet(root / "outside" / "catalog.parquet"), gone], ignore_index=True)
     df.to_parquet(root / "catalog.parquet")
     return str(root / "catalog.parquet")
 
 
 @pytest.fixture(scope="module")
 def labelled(s3_endpoint, local_ray, catalog, models_with_gan, table_catalog) -> pd.DataFrame:
-    """The 21 tracks labelled by the job (CNN + GAN stage) into S3, the one whose audio is gone included (an
+    """The 26 tracks labelled by the job (CNN + GAN stage) into S3, the one whose audio is gone included (an
     error row); returns the labels."""
     from genre_core.storage import s3_filesystem
 
@@ -67,7 +71,7 @@ def labelled(s3_endpoint, local_ray, catalog, models_with_gan, table_catalog) ->
 
 @pytest.fixture(scope="module")
 def reference_labels(catalog, tmp_path_factory) -> tuple[str, pd.DataFrame]:
-    """All 21 tracks labelled by the sequential reference labeller with the shipped CNN alone (no GAN stage),
+    """All 26 tracks labelled by the sequential reference labeller with the shipped CNN alone (no GAN stage),
     committed as a run into a local labels table; returns (its warehouse, labels)."""
     voter = CNNVoter(f"{DEFAULT_MODELS}/cnn")
     df = label_catalog(pd.read_parquet(catalog), voter, run_id="reference")
@@ -131,9 +135,11 @@ def test_report_of_a_run_with_gan_stage_opens_cleanly(labelled, catalog, models_
     ev = json.loads((out / "evaluation.json").read_text())
 
     # the headline numbers, recomputed here from the committed labels and the catalog
-    truth = pd.read_parquet(catalog)[["track_id", "genre"]].rename(columns={"genre": "truth"})
+    truth = pd.read_parquet(catalog)[["track_id", "genre", "style"]].rename(columns={"genre": "truth"})
+    assert len(truth) == len(labelled) == 26  # every catalog track has one label, the outside songs' included
+    outside, truth = truth[truth["truth"].isna()], truth[truth["truth"].notna()]
     merged = truth.merge(labelled, on="track_id", how="left")
-    assert ev["n_songs"] == len(truth) == len(labelled) == 21
+    assert ev["n_songs"] == len(truth) == 21
     forced = [None if not isinstance(p, np.ndarray) else labelled.attrs["classes"][int(np.argmax(p))]
               for p in merged["probabilities"]]
     assert ev["accuracy"] == pytest.approx(np.mean([f == t for f, t in zip(forced, merged["truth"], strict=True)]))
@@ -145,6 +151,15 @@ def test_report_of_a_run_with_gan_stage_opens_cleanly(labelled, catalog, models_
     gan = ev["gan_stage"]
     assert gan["ran"] and gan["n_resolved"] == counts["gan_resolved"] > 0
     assert ev["report_notes"] == []
+    out_rows = outside.merge(labelled, on="track_id")
+    o = ev["outside_taxonomy"]
+    assert o["n_songs"] == 5 and set(o["per_style"]) == {"folk", "latin", "house", "ambient", "gospel"}
+    assert o["unclassified"] == int((out_rows["status"] == "unclassified").sum())
+    assert o["outside_taxonomy"] == int((out_rows["reason"] == "outside_taxonomy").sum())
+    cal = ev["calibration"]  # the shipped bundle is calibrated: every CNN-decided or unclassified song has one
+    n_conf = 20 - counts["gan_resolved"]  # a gan_resolved label has no confidence
+    assert cal["n_songs"] == n_conf and sum(b["n"] for b in cal["reliability"]) == n_conf and 0 <= cal["ece"] <= 1
+    assert "Songs outside the taxonomy" in page and "reliability diagram" in page
 
     # the page: every section drawn, nothing replaced by a note
     assert "No GAN stage in this run" not in page and "No ablation file given" not in page
@@ -152,7 +167,8 @@ def test_report_of_a_run_with_gan_stage_opens_cleanly(labelled, catalog, models_
         assert f"<td>{system}</td>" in page
     check = check_page((out / "report.html").as_uri())
     assert check.errors == []
-    assert len(check.images) == page.count("<img ") == 6  # status, confusion, per-genre, curves, gallery, timeline
+    # status, confusion, per-genre, curves, reliability, gallery, timeline
+    assert len(check.images) == page.count("<img ") == 7
     assert check.broken_images == []
     assert check.requests and all(u.startswith(("file:", "data:")) for u in check.requests)  # nothing external
 
@@ -176,7 +192,7 @@ def test_report_without_gan_stage_and_with_audio_gone(catalog, reference_labels,
     (tmp_path / "report.html").write_text(report.html)
     check = check_page((tmp_path / "report.html").as_uri())
     assert check.errors == [] and check.broken_images == []
-    assert len(check.images) == report.html.count("<img ") == 6
+    assert len(check.images) == report.html.count("<img ") == 7
 
     # the audio of the unclassified songs is gone and one song has no label: notes, not a failure
     unclassified = set(labels_df.loc[labels_df["status"] == "unclassified", "track_id"])
@@ -202,7 +218,8 @@ def test_labels_show_explains_labels_of_real_runs(labelled, reference_labels, mo
              "unclassified": (reference_root, reference, []), "error": (reference_root, reference, [])}
     rows, texts = {}, {}
     for status, (root, df, extra) in cases.items():
-        row = rows[status] = df[df["status"] == status].iloc[0]
+        pick = (df["status"] == status) & ((df["reason"] == "ambiguous_vote") if status == "unclassified" else True)
+        row = rows[status] = df[pick].iloc[0]
         assert run_job(labels, ["show", "--output", root, *extra, "--track", row["track_id"],
                                 "--models", models_with_gan]) == 0
         out = texts[status] = capsys.readouterr().out
@@ -217,7 +234,7 @@ def test_labels_show_explains_labels_of_real_runs(labelled, reference_labels, mo
             assert len(votes) == len(cnn.classes) and shares == sorted(shares, reverse=True)
             assert sum(shares) == pytest.approx(1.0, abs=0.01)
     c = rows["classified"]
-    assert (f"votes were clear: top share {c['confidence']:.3f} ({c['genre']}) >= tau {cnn.voting.tau:.2f}, "
+    assert (f"votes were clear: top share {c['vote_share']:.3f} ({c['genre']}) >= tau {cnn.voting.tau:.2f}, "
             f"margin {c['margin']:.3f} >= m {cnn.voting.margin:.2f}") in texts["classified"]
     g = rows["gan_resolved"]
     assert f"-> {g['genre']}" in texts["gan_resolved"] and "votes were ambiguous" in texts["gan_resolved"]
@@ -226,9 +243,24 @@ def test_labels_show_explains_labels_of_real_runs(labelled, reference_labels, mo
     assert ("combined votes (0.5 x CNN + 0.5 x GAN, chosen on validation songs)" in texts["gan_resolved"]
             and f"it chose {g['genre']}" in texts["gan_resolved"])
     u = rows["unclassified"]
-    assert f"top share {u['confidence']:.3f}" in texts["unclassified"] and " < " in texts["unclassified"]
+    assert f"top share {u['vote_share']:.3f}" in texts["unclassified"] and " < " in texts["unclassified"]
     assert "No GAN stage ran for it" in texts["unclassified"]
     assert "missing_object" in texts["error"] and "retries error rows" in texts["error"]
+
+    # every unclassified song is listed with its reason, and the summary counts them by reason
+    assert run_job(labels, ["show", "--output", reference_root, "--unclassified"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    unclassified = reference[reference["status"] == "unclassified"].sort_values("track_id")
+    assert len(listed) == len(unclassified) > 0
+    for line, (tid, why) in zip(listed, zip(unclassified["track_id"], unclassified["reason"], strict=True),
+                                strict=True):
+        assert line.startswith(f"{tid}  {why}  (") and why in ("ambiguous_vote", "outside_taxonomy")
+    assert run_job(labels, ["show", "--output", reference_root]) == 0
+    assert "unclassified by reason: " in capsys.readouterr().out
+    for tid in reference.loc[reference["reason"] == "outside_taxonomy", "track_id"][:1]:
+        assert run_job(labels, ["show", "--output", reference_root, "--track", tid, "--models", models_with_gan]) == 0
+        text = capsys.readouterr().out
+        assert f"track {tid}: unclassified" in text and "reason: outside_taxonomy: " in text and "threshold" in text
 
     assert run_job(labels, ["show", "--output", reference_root, "--track", "gone-0000"]) == 1
     err = capsys.readouterr().err

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from jobs import evaluate, label, labels, make_catalog, train
+from jobs import calibrate, evaluate, label, labels, make_catalog, train
 from jobs.cli import SUBCOMMANDS, main, run_job
 
 HELP_ARGV = [[], ["make-catalog"], ["train"], ["train", "cnn"], ["train", "gan"], ["evaluate"], ["label"],
-             ["labels"]]
+             ["labels"], ["calibrate"]]
 COMMAND_LINE = re.compile(r"^\s+(genre-job|python -m jobs\.\w+)( [a-z-]+)* --", re.MULTILINE)
 
 
@@ -30,7 +30,8 @@ def test_help_exits_0_with_an_example(argv: list[str], capsys: pytest.CaptureFix
     assert COMMAND_LINE.search(out), out  # an actual command line under the heading
 
 
-@pytest.mark.parametrize("module", [make_catalog, train, evaluate, label, labels], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [make_catalog, train, evaluate, label, labels, calibrate],
+                         ids=lambda m: m.__name__)
 def test_python_m_help_has_the_same_examples(module, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         run_job(module, ["--help"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from genre_core.artifacts import CNNBundle
 from genre_core.config import CNNConfig, FeatureConfig, VotingConfig
-from genre_core.explain import explain
+from genre_core.explain import explain, unclassified_line
 from genre_core.models.gan import GANModelConfig
 from genre_core.models.gan_bundle import GANBundle
 from genre_core.refine import RefineParams
@@ -24,7 +26,8 @@ def row(status: str, probs: list[float] | None, genre: str | None = None, gan: s
     shares = None if probs is None else np.asarray(probs, np.float32)
     top = sorted(probs or [0.0, 0.0], reverse=True)
     return {"track_id": "t1", "status": status, "genre": genre, "probabilities": shares, "n_slices": 10,
-            "confidence": top[0] if probs else None, "margin": top[0] - top[1] if probs else None, "error": error,
+            "vote_share": top[0] if probs else None, "confidence": None,
+            "margin": top[0] - top[1] if probs else None, "error": error,
             "model_version": "cnn-1", "gan_version": gan,
             "gan_probabilities": None if gan_probs is None else np.asarray(gan_probs, np.float32),
             "feature_version": "fv-1", "run_id": "r1",
@@ -81,3 +84,21 @@ def test_error_rows_give_the_reason_and_what_to_do() -> None:
                                     "found. Fix or replace the audio at its audio_uri; the next nightly run retries "
                                     "error rows")
     assert "votes per genre" not in text
+
+
+def test_outside_taxonomy_replays_the_rule_and_qualifies_the_confidence() -> None:
+    from genre_core.outside import OutsideRule
+
+    cnn = dataclasses.replace(CNN, outside=OutsideRule("feature_distance", 300.0))
+    r = row("unclassified", [0.05, 0.9, 0.05]) | {"reason": "outside_taxonomy", "outside_score": 521.4,
+                                                 "confidence": 0.98}
+    text = explain(r, CLASSES, cnn)
+    assert ("reason: outside_taxonomy: its slices look unlike the songs of every genre of the taxonomy: "
+            "out-of-taxonomy score (feature_distance) 521.4 > threshold 300") in text
+    assert "top share 0.900 (jazz) >= tau 0.85" in text and "the forced vote would say jazz" in text
+    assert "were this song of one of its genres" in text
+    assert unclassified_line(r, CLASSES) == "t1  outside_taxonomy  (outside score 521.4; forced vote jazz)"
+    ambiguous = row("unclassified", [0.4, 0.35, 0.25]) | {"reason": "ambiguous_vote", "confidence": 0.41}
+    assert explain(ambiguous, CLASSES, CNN).splitlines()[1].startswith("reason: ambiguous_vote: ")
+    assert "confidence: 0.410 (calibrated probability that blues is right)" in explain(ambiguous, CLASSES, CNN)
+    assert unclassified_line(ambiguous, CLASSES) == "t1  ambiguous_vote  (top share 0.400; forced vote blues)"

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from genre_core.config import GENRES
 from genre_core.synth import grooves as gr
+from genre_core.synth.outside_styles import OUTSIDE_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 GROOVE_SRC = REPO.parent / "shared" / "data" / "groove-midi"
@@ -58,12 +60,12 @@ def test_human_timing_kept():
     assert np.mean(off > 0.02) > 0.3
 
 
-def test_genre_mapping_covers_all_genres():
-    assert set(gr.GENRE_GROOVE_STYLES) == set(gr.GENRES)
+def test_genre_mapping_covers_all_genres_and_outside_styles():
+    assert set(gr.GENRE_GROOVE_STYLES) == set(GENRES) | set(OUTSIDE_NAMES)
     assert gr.GENRE_GROOVE_STYLES["classical"] == ()
 
 
-@pytest.mark.parametrize("genre", [g for g in gr.GENRES if g != "classical"])
+@pytest.mark.parametrize("genre", [g for g in (*GENRES, *OUTSIDE_NAMES) if gr.GENRE_GROOVE_STYLES[g]])
 def test_pick_groove_for_every_drummed_genre(genre):
     pools = gr.genre_pools(genre)
     assert pools, genre

@@ -249,3 +249,42 @@ def test_a_table_of_an_earlier_release_gains_the_new_columns(tmp_path):
     got = read_labels(table)
     assert list(got["track_id"]) == ["a", "b"] and list(got.columns) == list(LABEL_COLUMNS)
     assert got["gan_probabilities"].isna().all() and got["gan_confidence"].isna().all()
+
+
+def test_a_table_from_before_the_reason_columns_gains_them_and_keeps_every_row(tmp_path):
+    """Labels written before reason, vote_share and outside_score existed: a new run adds the columns (old rows read
+    them as null) and its rows, with reasons, come in beside the old ones; no row is lost."""
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+    from pyiceberg.table.name_mapping import MappedField, NameMapping
+
+    from genre_core.label_table import TABLE_PROPERTIES
+    from genre_core.schema import LABELS_SCHEMA
+
+    new = ("reason", "vote_share", "outside_score")
+    old_schema = pa.schema([f for f in LABELS_SCHEMA if f.name not in new])
+    fields, next_id = [], 1
+    for f in old_schema:
+        sub = [MappedField(field_id=next_id + 1, names=["element"])] if pa.types.is_list(f.type) else []
+        fields.append(MappedField(field_id=next_id, names=[f.name], fields=sub))
+        next_id += 1 + len(sub)
+    table = locate(str(tmp_path / "labels"))
+    os.makedirs(tmp_path / "labels", exist_ok=True)
+    catalog = table.load_catalog()
+    catalog.create_namespace_if_not_exists(table.namespace)
+    ice = catalog.create_table(table.identifier, schema=pyarrow_to_schema(old_schema, name_mapping=NameMapping(fields)),
+                               properties=TABLE_PROPERTIES)
+    ice.append(_rows(["a", "b"]).select(old_schema.names).cast(old_schema))
+
+    c = _committer(table, "r2", n_todo=2)
+    rows = [{"track_id": t, "genre": None, "status": "unclassified", "reason": why, "confidence": 0.4,
+             "vote_share": 0.5, "margin": 0.1, "probabilities": [0.5, 0.5], "outside_score": 3.0, "n_slices": 10,
+             "duration_s": 30.0, "error": None, "model_version": "cnn-b", "gan_version": None,
+             "feature_version": "fv-x", "run_id": "r2", "labelled_at": T0}
+            for t, why in (("c", "outside_taxonomy"), ("d", "ambiguous_vote"))]
+    c.add(write_part(*c.target, labels_table(rows, CLASSES), "r2"))
+    c.commit()
+    got = read_labels(table).set_index("track_id")
+    assert sorted(got.index) == ["a", "b", "c", "d"]
+    assert got.loc[["a", "b"], "reason"].isna().all() and got.loc[["a", "b"], "vote_share"].isna().all()
+    assert list(got.loc[["c", "d"], "reason"]) == ["outside_taxonomy", "ambiguous_vote"]
+    assert list(got.loc[["c", "d"], "outside_score"]) == [3.0, 3.0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,11 +13,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from genre_core.artifacts import CNNBundle, save_cnn_bundle
+from genre_core.artifacts import CNNBundle, load_cnn_bundle, save_cnn_bundle
+from genre_core.calibration import Calibration
 from genre_core.config import AudioConfig, CNNConfig, ConfigError, FeatureConfig, VotingConfig
 from genre_core.features import feature_version, n_slices_for
+from genre_core.inference import slice_outputs
 from genre_core.labelling import CNNVoter, label_catalog, label_track
 from genre_core.models.cnn import SliceCNN
+from genre_core.outside import OutsideRule, fit_feature_stats, song_score
 from genre_core.schema import LABEL_COLUMNS, LABELS_SCHEMA, classes_of, labels_table, vote_list
 
 SR = 22050
@@ -51,7 +55,8 @@ def test_label_track_row(bundle: str, tmp_path: Path) -> None:
     assert row["n_slices"] == n_slices_for(4 * SR, FEATURES)
     assert row["duration_s"] == pytest.approx(4.0)
     assert len(row["probabilities"]) == 3 and sum(row["probabilities"]) == pytest.approx(1.0)
-    assert row["confidence"] == pytest.approx(max(row["probabilities"]))
+    assert row["vote_share"] == pytest.approx(max(row["probabilities"]))
+    assert row["confidence"] is None and row["reason"] is None  # an uncalibrated bundle: no confidence
     assert row["model_version"] == voter.bundle.version and row["run_id"] == "r1"
     assert row["feature_version"] == feature_version(FEATURES) and row["labelled_at"].tzinfo is not None
 
@@ -155,3 +160,54 @@ def test_evaluate_job_both_modes(bundle: str, tmp_path: Path, capsys: pytest.Cap
         assert r1[key] == r2[key]
     capsys.readouterr()
     assert run_module(None, build_parser, run, ["--labels", str(lab)]) == 2
+
+
+def _calibrated(bundle: str, tmp_path: Path, rule: OutsideRule) -> str:
+    """The ``bundle``'s model saved with a calibration and an out-of-taxonomy rule (what `genre-job calibrate`
+    records), as a new bundle."""
+    model, meta = load_cnn_bundle(bundle)
+    url = str(tmp_path / "calibrated")
+    save_cnn_bundle(url, model, dataclasses.replace(meta, calibration=Calibration(temperature=0.5), outside=rule,
+                                                    version="", created_at=""))
+    return url
+
+
+def test_songs_past_the_outside_threshold_stay_unclassified_with_their_reason(bundle: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    songs = [rng.standard_normal((n, 32, 32)).astype(np.float32) * s for n, s in ((4, 1.0), (5, 3.0), (3, 0.5))]
+    model, _ = load_cnn_bundle(bundle)
+    logits, _ = slice_outputs(model, songs)
+    energy = [song_score("energy", z) for z in logits]
+    threshold = float(np.median(energy))  # the song of the highest energy score is outside, the others not
+    voter = CNNVoter(_calibrated(bundle, tmp_path, OutsideRule("energy", threshold)), voting=VotingConfig(0.0, 0.0),
+                     drop_classified_slices=True)
+    out = voter({"slices": songs})
+    far = int(np.argmax(energy))
+    for i, z in enumerate(logits):
+        assert out["outside_score"][i] == pytest.approx(energy[i], rel=1e-5)
+        top = int(np.argmax(out["probabilities"][i]))
+        assert out["confidence"][i] == pytest.approx(Calibration(temperature=0.5).confidence(z, top), rel=1e-4)
+        assert out["vote_share"][i] == pytest.approx(out["probabilities"][i].max())
+        if i == far:  # whatever its votes say (tau 0 decides every song), it gets no genre
+            assert (out["status"][i], out["reason"][i], out["genre"][i]) == ("unclassified", "outside_taxonomy", None)
+            assert len(out["slices"][i]) == 0  # never sent on to a GAN stage
+        else:
+            assert out["status"][i] == "classified" and out["reason"][i] is None and out["genre"][i] in CLASSES
+    strict = CNNVoter(voter.bundle.url, voting=VotingConfig(1.0, 1.0), drop_classified_slices=True)
+    ambiguous = strict({"slices": songs})
+    assert [r for i, r in enumerate(ambiguous["reason"]) if i != far] == ["ambiguous_vote"] * 2
+    assert all(len(s) for i, s in enumerate(ambiguous["slices"]) if i != far)  # the GAN stage's input
+
+
+def test_a_feature_rule_keeps_its_training_statistics_in_the_bundle(bundle: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    stats = fit_feature_stats([rng.standard_normal((3, 128)) for _ in range(12)], [0, 1, 2] * 4)
+    url = _calibrated(bundle, tmp_path, OutsideRule("feature_distance", 5.0, stats))
+    _, meta = load_cnn_bundle(url)
+    for name, value in stats.tensors().items():
+        np.testing.assert_array_equal(meta.outside.stats.tensors()[name], value)
+    song = rng.standard_normal((2, 32, 32)).astype(np.float32)
+    out = CNNVoter(url)({"slices": [song]})
+    model, _ = load_cnn_bundle(bundle)
+    _, emb = slice_outputs(model, [song])
+    assert out["outside_score"][0] == pytest.approx(stats.distance(emb[0]), rel=1e-4)

@@ -10,6 +10,7 @@ import pytest
 
 from genre_core.config import GENRES
 from genre_core.synth import compose as C
+from genre_core.synth.outside_styles import OUTSIDE_NAMES, OUTSIDE_STYLES
 from genre_core.synth.styles import STYLES
 from genre_core.synth.theory import chord_pitches, parse_numeral
 
@@ -153,3 +154,41 @@ def test_metal_grooves_get_a_double_kick():
     chorus_bar = next(i for i, (name, _) in enumerate(plan.sections) if name in ("chorus", "verse"))
     start = 4 * sum(n for _, n in plan.sections[:chorus_bar])
     assert sum(start <= k.start < start + 4 for k in kicks) >= 8
+
+
+@pytest.mark.parametrize("style", OUTSIDE_NAMES)
+def test_every_outside_style_composes_its_own_vocabulary(style):
+    assert len(OUTSIDE_NAMES) >= 5 and not set(OUTSIDE_NAMES) & set(GENRES)
+    spec = OUTSIDE_STYLES[style]
+    for progression, _ in spec.progressions:
+        for numeral, _beats in progression:
+            parse_numeral(numeral)
+    for seed in range(12):
+        plan = C.plan_song(style, seed)
+        assert spec.tempo[0] <= plan.tempo <= spec.tempo[1]
+        assert plan.bass_style in {b for b, _ in spec.bass_styles}
+        notes = C.compose(plan)
+        assert notes and all(0 <= n.pitch <= 127 for n in notes)
+        assert mido.MidiFile(file=io.BytesIO(C.to_midi(plan, notes))).length > 30
+    has_drums = any(n.channel == C.DRUM_CHANNEL for n in C.compose(C.plan_song(style, 1)))
+    assert has_drums == bool(spec.drum_patterns)
+
+
+def test_outside_songs_never_train_and_have_no_genre_of_the_taxonomy():
+    from genre_core.synth.catalog import plan_catalog
+
+    specs = plan_catalog([*OUTSIDE_NAMES, "rock"], 6, 0, "default", ["a.sf2", "b.sf2"])
+    outside = [s for s in specs if s.genre in OUTSIDE_NAMES]
+    assert {s.split for s in outside} == {"val", "test"}
+    assert sum(s.split == "val" for s in outside) == sum(s.split == "test" for s in outside)
+    assert "train" in {s.split for s in specs if s.genre == "rock"}
+
+
+def test_a_catalog_of_one_split_has_ids_of_its_own():
+    from genre_core.synth.catalog import plan_catalog
+
+    specs = plan_catalog(["rock", "folk"], 3, 0, "default", ["a.sf2"], split="val")
+    assert [s.split for s in specs] == ["val"] * 6
+    assert [s.track_id for s in specs[:2]] == ["val-rock-00000", "val-rock-00001"]
+    plain = plan_catalog(["rock", "folk"], 3, 0, "default", ["a.sf2"])
+    assert {s.seed for s in specs} == {s.seed for s in plain}  # same songs, another split and ids

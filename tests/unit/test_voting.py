@@ -19,7 +19,7 @@ def test_clear_majority_is_classified() -> None:
     assert d.status == "classified" and d.classified and d.genre_index == 0
     np.testing.assert_allclose(d.probabilities, [0.6, 0.95 / 3, 0.25 / 3], rtol=1e-6)
     assert d.probabilities.sum() == pytest.approx(1.0)
-    assert d.confidence == pytest.approx(0.6)
+    assert d.top_share == pytest.approx(0.6)
     assert d.margin == pytest.approx(0.6 - 0.95 / 3)
     assert d.n_slices == 3
     np.testing.assert_array_equal(d.timeline, [0, 0, 1])
@@ -41,7 +41,7 @@ def test_single_slice() -> None:
 def test_exact_tie_is_never_classified_even_with_zero_thresholds() -> None:
     d = decide(rows([0.7, 0.3], [0.3, 0.7]), tau=0.0, margin=0.0)
     assert d.status == "unclassified" and d.genre_index is None
-    assert d.margin == 0.0 and d.confidence == 0.5
+    assert d.margin == 0.0 and d.top_share == 0.5
     assert d.top_index == 0  # first on a tie, reported but not decided
 
 
@@ -70,7 +70,7 @@ def test_margin_is_checked_independently_of_tau() -> None:
     probs = rows([0.5, 0.45, 0.05])
     assert decide(probs, tau=0.5, margin=0.05).classified
     d = decide(probs, tau=0.5, margin=0.1)
-    assert not d.classified and d.confidence == pytest.approx(0.5) and d.margin == pytest.approx(0.05)
+    assert not d.classified and d.top_share == pytest.approx(0.5) and d.margin == pytest.approx(0.05)
     assert not decide(probs, tau=0.55, margin=0.0).classified
 
 

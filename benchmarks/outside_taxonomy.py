@@ -1,0 +1,135 @@
+"""Songs outside the taxonomy and calibrated confidence: the done-criteria figures of a calibrated CNN bundle.
+
+    python benchmarks/outside_taxonomy.py --cnn models/default/cnn --catalog data/corpus/catalog.parquet \
+        --outside data/outside/catalog.parquet --outside-heldout data/outside-opl3/catalog.parquet
+
+Labels, with the production labeller (``genre_core.labelling``: decode, the model, the vote rule, the bundle's
+out-of-taxonomy rule and calibration), only songs that chose nothing (`genre-job calibrate` reads the train and
+val splits):
+
+* the ``test`` split of ``--catalog`` (songs of the taxonomy);
+* the ``test`` split of ``--outside`` (new songs of the outside styles, the soundfonts the choice used);
+* every song of ``--outside-heldout`` (outside styles rendered with a soundfont the choice did not use).
+
+Prints, against the done criteria of the out-of-taxonomy issue: the share of outside songs left unclassified
+(>= 0.60; per style too), the in-taxonomy coverage and accuracy on decided songs with the rule and without it
+(the vote rule alone, replayed on the same votes: the drop must be <= 5 points and the accuracy must not fall),
+and the expected calibration error of ``confidence`` on the in-taxonomy test songs (<= 0.05) with its
+reliability bins. ``--cache DIR`` keeps the label rows per bundle version and catalog; ``--record`` appends the
+figures to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _results import record  # noqa: E402
+
+from genre_core.calibration import expected_calibration_error, reliability  # noqa: E402
+from genre_core.labelling import CNNVoter, label_catalog  # noqa: E402
+from genre_core.schema import REASON_OUTSIDE, STATUS_CLASSIFIED, read_catalog, vote_shares  # noqa: E402
+from genre_core.voting import decide  # noqa: E402
+
+
+def labelled(voter: CNNVoter, df: pd.DataFrame, name: str, cache: str | None) -> pd.DataFrame:
+    """Label rows of ``df`` (cached under ``cache`` by bundle version and track ids), joined to the catalog."""
+    key = hashlib.sha256("\n".join(sorted(df["track_id"])).encode()).hexdigest()[:12]
+    path = os.path.join(cache, f"{voter.bundle.version}-{name}-{key}.parquet") if cache else None
+    if path and os.path.exists(path):
+        rows = pd.read_parquet(path)
+    else:
+        t0 = time.perf_counter()
+        rows = label_catalog(df, voter)
+        print(f"{name}: labelled {len(rows)} songs in {time.perf_counter() - t0:.0f} s", flush=True)
+        if path:
+            os.makedirs(cache, exist_ok=True)
+            rows.to_parquet(path)
+    keep = [c for c in ("track_id", "genre", "style", "soundfont") if c in df.columns]
+    return df[keep].rename(columns={"genre": "truth"}).merge(rows, on="track_id", how="left")
+
+
+def vote_decided(rows: pd.DataFrame, voter: CNNVoter) -> np.ndarray:
+    """Whether the vote rule alone (no out-of-taxonomy rule) decides each row: replayed on its own votes."""
+    tau, m = voter.voting.tau, voter.voting.margin
+    return np.array([s is not None and decide(s[None, :], tau, m).classified
+                     for s in (vote_shares(p) for p in rows["probabilities"])])
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cnn", required=True, help="a CNN bundle calibrated by `genre-job calibrate`")
+    ap.add_argument("--catalog", required=True, help="catalog of the taxonomy; its test split is labelled")
+    ap.add_argument("--outside", required=True, help="catalog of outside styles; its test split is labelled")
+    ap.add_argument("--outside-heldout", required=True, help="outside styles of a soundfont the choice did not use")
+    ap.add_argument("--cache", default=None, help="folder keeping the label rows between runs")
+    ap.add_argument("--record", action="store_true", help="append the figures to benchmarks/RESULTS.md")
+    args = ap.parse_args()
+
+    voter = CNNVoter(args.cnn)
+    bundle = voter.bundle
+    if bundle.outside is None or bundle.calibration is None:
+        print(f"error: {args.cnn} is not calibrated; run `genre-job calibrate` first", file=sys.stderr)
+        return 2
+    catalog, outside, heldout = (read_catalog(u) for u in (args.catalog, args.outside, args.outside_heldout))
+    inside = labelled(voter, catalog[catalog["split"] == "test"], "inside-test", args.cache)
+    new = labelled(voter, outside[outside["split"] == "test"], "outside-test", args.cache)
+    held = labelled(voter, heldout, "outside-heldout", args.cache)
+
+    lines = [f"- bundle {bundle.version} (calibrated from {bundle.metrics.get('calibrated_from')}): rule "
+             f"{bundle.outside.score} > {bundle.outside.threshold:.4g}, temperature "
+             f"{bundle.calibration.temperature:.3f}, tau {voter.voting.tau}, margin {voter.voting.margin}"]
+    right = (inside["genre"] == inside["truth"]).to_numpy(bool)
+    decided = (inside["status"] == STATUS_CLASSIFIED).to_numpy(bool)
+    before = vote_decided(inside, voter)
+    forced = [None if s is None else bundle.classes[int(np.argmax(s))]
+              for s in (vote_shares(p) for p in inside["probabilities"])]
+    forced_right = np.array([f == t for f, t in zip(forced, inside["truth"], strict=True)])
+    cov0, cov1 = before.mean(), decided.mean()
+    acc0, acc1 = forced_right[before].mean(), right[decided].mean()
+    lines.append(f"- taxonomy, test split ({len(inside)} songs): coverage {cov0:.3f} -> {cov1:.3f} "
+                 f"(drop {100 * (cov0 - cov1):.1f} points; <= 5: {met(cov0 - cov1 <= 0.05 + 1e-9)}), "
+                 f"accuracy on decided {acc0:.3f} -> {acc1:.3f} (does not fall: "
+                 f"{met(acc1 >= acc0 - 1e-9)}); {int((inside['reason'] == REASON_OUTSIDE).sum())} "
+                 "turned away as outside the taxonomy")
+    for name, rows in ((f"outside styles, new songs (test split, {', '.join(sorted(new['soundfont'].unique()))})", new),
+                       (f"outside styles, held-out soundfont ({', '.join(sorted(held['soundfont'].unique()))})", held)):
+        uncl = (rows["status"] == "unclassified").to_numpy(bool)
+        by_vote = ~vote_decided(rows, voter)
+        per = ", ".join(f"{st} {g['status'].eq('unclassified').mean():.2f}" for st, g in rows.groupby("style"))
+        lines.append(f"- {name}, {len(rows)} songs: unclassified {uncl.mean():.3f} (vote rule alone "
+                     f"{by_vote.mean():.3f}; >= 0.60: {met(uncl.mean() >= 0.6)}); per style: {per}")
+    conf = inside["confidence"].to_numpy(np.float64)
+    ece, ece_dec = expected_calibration_error(conf, forced_right), expected_calibration_error(conf[decided],
+                                                                                             forced_right[decided])
+    lines.append(f"- confidence on the taxonomy's test songs: ECE {ece:.3f} (<= 0.05: "
+                 f"{met(ece <= 0.05)}); on the {int(decided.sum())} decided songs {ece_dec:.3f}; "
+                 f"mean confidence {conf.mean():.3f}, share right {forced_right.mean():.3f}")
+    bins = "; ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['n']} songs, conf {b['confidence']:.2f}, right "
+                     f"{b['accuracy']:.2f}" for b in reliability(conf, forced_right) if b["n"])
+    lines.append(f"- reliability bins (test): {bins}")
+    table = bundle.outside.selection.get("table", [])
+    if table:
+        lines.append("- the comparison on validation songs that chose the rule (from the bundle):\n")
+        from jobs.calibrate import format_table
+
+        lines.append(format_table(table))
+    print("\n".join(lines))
+    if args.record:
+        record("Songs outside the taxonomy and calibrated confidence", lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
