@@ -49,27 +49,22 @@ def band_match(mel: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray
     return ((m - own_mean) / own_std * std[:, None] + mean[:, None]).astype(np.float32)
 
 
-def _batch(x: torch.Tensor) -> torch.Tensor:
-    return x.unsqueeze(1) if x.dim() == 3 else x
-
-
 class RandomChange(nn.Module):
-    """Control: ``x + delta``, where ``delta`` is what the generator changes in ANOTHER slice (drawn at random
-    from the same batch): a change of the generator's size and texture that is unrelated to the input."""
+    """Control: ``f + delta``, where ``delta`` is what the generator changes in ANOTHER slice's GAN features (drawn
+    at random from the same batch): a change of the generator's size and texture that is unrelated to the input."""
 
     def __init__(self, generator: nn.Module, seed: int) -> None:
         super().__init__()
         self.generator, self.gen = generator, torch.Generator().manual_seed(seed)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _batch(x)
-        perm = torch.randperm(len(x), generator=self.gen) if len(x) > 1 else torch.zeros(1, dtype=torch.long)
-        return x + self.generator.delta(x[perm])
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        perm = torch.randperm(len(f), generator=self.gen) if len(f) > 1 else torch.zeros(1, dtype=torch.long)
+        return f + self.generator.delta(f[perm])
 
 
 class Identity(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _batch(x)
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return f
 
 
 # ---- paired figures ------------------------------------------------------------------------------------------

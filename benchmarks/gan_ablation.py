@@ -87,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     cnn, meta = load_cnn_bundle(args.cnn)
     fc, voting = meta.feature_config, meta.voting
-    standardize = fc.normalization == "per_slice"
     gans = [load_gan_bundle(url, cnn_version=meta.version, feature_version=meta.feature_version) for url in args.gan]
     cls_index = {g: i for i, g in enumerate(meta.classes)}
 
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                                "splits": {args.split_name: split}}
 
     def rule(gen: torch.nn.Module, params: RefineParams) -> list[int | None]:
-        g = gan_votes(sub, gen, cnn, standardize=standardize)
+        g = gan_votes(sub, gen, cnn)
         return [decide(v, gi, params).genre_index for v, gi in zip(cnn_votes, g, strict=True)]
 
     for gen, gmeta in gans:
@@ -136,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         seed = int((gmeta.train_config or {}).get("seed", len(split["seeds"])))
         p = gmeta.refine
         results["refine_params"][seed] = {"gan_weight": p.gan_weight, "threshold": p.threshold}
-        g = gan_votes(sub, gen, cnn, standardize=standardize)
+        g = gan_votes(sub, gen, cnn)
         preds = dict(baselines)
         preds["gan"] = [decide(v, gi, p).genre_index for v, gi in zip(cnn_votes, g, strict=True)]
         preds["gan_forced"] = [decide(v, gi, RefineParams(p.gan_weight, 0.0)).best_index

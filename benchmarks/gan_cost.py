@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- unclassified by the CNN: {n_unclassified}/{n} = {rate:.0%} ({n_slices / max(n_unclassified, 1):.1f} "
         f"slices/song)",
         f"- **GAN stage: {1000 * per_gan:.0f} ms CPU per unclassified song** "
-        f"({1000 * per_gan / max(n_slices / max(n_unclassified, 1), 1):.1f} ms per slice: one generator pass and "
-        "one CNN pass)",
+        f"({1000 * per_gan / max(n_slices / max(n_unclassified, 1), 1):.1f} ms per slice: the CNN's front end, "
+        "the generator and the rest of the CNN)",
         f"- **GAN stage per unclassified song / (decode + CNN) per song: {ratio:.2f}x** (criterion <= 3x: "
         f"{'met' if ratio <= 3 else 'NOT met'})",
         f"- **GAN share of the job's CPU work at {rate:.0%} unclassified: {share:.0%}**; at 30%: "

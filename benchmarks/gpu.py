@@ -41,6 +41,7 @@ from genre_core.features import feature_version  # noqa: E402
 from genre_core.labelling import CNNVoter  # noqa: E402
 from genre_core.models.cnn import SliceCNN  # noqa: E402
 from genre_core.models.gan_bundle import save_untrained_bundle  # noqa: E402
+from genre_core.schema import REASON_AMBIGUOUS  # noqa: E402
 from genre_core.stages import GANStage  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,6 +115,7 @@ def gan_rate(gan: str, cnn: str, forward: int, n_songs: int, seconds: float,
     k = len(meta.classes)
     batch = {"slices": songs_batch(meta, n_songs, np.random.default_rng(1)),
              "status": np.array(["unclassified"] * n_songs, object), "genre": np.array([None] * n_songs, object),
+             "reason": np.array([REASON_AMBIGUOUS] * n_songs, object), "confidence": np.array([None] * n_songs, object),
              "probabilities": np.full((n_songs, k), 1.0 / k, np.float32)}
     rate = timed(lambda: int(stage(batch)["gan_input_slices"].sum()), seconds, device)
     return rate, peak_mb(device)

@@ -2,27 +2,29 @@
 
 For a song whose slice vote was ambiguous (status ``unclassified`` from :mod:`genre_core.voting`):
 
-1. **Translate.** Every slice ``x`` goes through the generator once: ``G(x)``, its easy-to-read form
-   (:mod:`genre_core.models.gan`). Slices of many songs go through together, in batches of ``batch_size``.
-2. **Read again.** The frozen CNN reads each ``G(x)``; the mean of the slices' softmax outputs is the song's
-   **GAN votes** ``g`` (shares summing to 1, like the CNN's votes ``v``).
+1. **Translate.** Every slice ``x`` goes through the CNN's front end and the generator once: ``G(f(x))``, its
+   easy-to-read form in the CNN's own representation (``cnn.gan_features``; :mod:`genre_core.models.gan`).
+   Slices of many songs go through together, in batches of ``batch_size``.
+2. **Read again.** The frozen CNN reads each translation (``cnn.logits_from_gan_features``); the mean of the
+   slices' softmax outputs is the song's **GAN votes** ``g`` (shares summing to 1, like the CNN's votes ``v``).
 3. **Combine.** ``c = (1 - gan_weight) * v + gan_weight * g``: the original votes are kept, so the
    translation has to outweigh them where it disagrees.
 4. **Decide.** The top genre of ``c`` is taken (status ``gan_resolved``) iff its share is at least
    ``threshold`` and strictly ahead of the runner-up; otherwise the song stays ``unclassified``.
 
 ``gan_weight`` and ``threshold`` are chosen on validation songs, never test songs
-(:func:`genre_core.training.gan.choose_refine_params`). With the identity as "generator", ``g = v`` and the
-rule with threshold 0 is the forced argmax of the votes: whatever the stage adds over that comes from the
-translation. Songs the CNN classified, and error rows, are never passed to the models and never changed
-(:func:`refine_songs` returns None for them). Nothing here does I/O or changes the models: both must be in
-eval mode.
+(:func:`genre_core.training.gan.choose_refine_params`). With the identity as "generator", ``g = v`` (to bf16
+rounding where the CNN computes in bf16) and the rule with threshold 0 is the forced argmax of the votes: whatever
+the stage adds over that comes from the translation. Songs the CNN classified, and error rows, are never passed
+to the models and never changed (:func:`refine_songs` returns None for them). Nothing here does I/O or changes the
+models: both must be in eval mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -30,10 +32,19 @@ import torch
 from genre_core.schema import STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED
 
 FLOAT_TOL = 1e-9
-NORM_EPS = 1e-5      # as in genre_core.features per-slice standardisation
 
-Translator = Callable[[torch.Tensor], torch.Tensor]   # x [B, 1, M, T] -> [B, 1, M, T]
-Classifier = Callable[[torch.Tensor], torch.Tensor]   # x [B, 1, M, T] -> logits [B, C]
+Translator = Callable[[torch.Tensor], torch.Tensor]   # GAN features [B, C, T] -> [B, C, T]
+
+
+class GANReadable(Protocol):
+    """A genre model the GAN stage can translate for: slices -> GAN features -> logits (both model kinds of
+    :mod:`genre_core.artifacts`)."""
+
+    training: bool
+
+    def gan_features(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def logits_from_gan_features(self, f: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -107,23 +118,13 @@ def _check_eval(model: object, name: str) -> None:
         raise ValueError(f"{name} is in training mode; call .eval() first (refine never changes the models)")
 
 
-def standardize_slices(x: torch.Tensor) -> torch.Tensor:
-    """Per-slice standardisation (mean 0, std 1 over each slice), as genre_core.features does it."""
-    flat = x.flatten(1)
-    mean = flat.mean(dim=1, keepdim=True)
-    std = flat.std(dim=1, unbiased=False, keepdim=True)
-    return ((flat - mean) / (std + NORM_EPS)).view_as(x)
-
-
 @torch.inference_mode()
-def gan_votes(songs: Sequence[torch.Tensor | np.ndarray], generator: Translator, cnn: Classifier, *,
-              batch_size: int = 64, standardize: bool = False) -> list[np.ndarray]:
+def gan_votes(songs: Sequence[torch.Tensor | np.ndarray], generator: Translator, cnn: GANReadable, *,
+              batch_size: int = 64) -> list[np.ndarray]:
     """Steps 1-2 for many songs at once: each song's GAN votes ``[n_classes]`` (float64, sum 1).
 
-    The slices of all songs are translated and read in batches of ``batch_size`` across song boundaries
-    (one ``G`` pass and one CNN pass per slice); ``standardize`` re-standardises ``G(x)`` per slice before the
-    CNN (for per-slice-normalised features, whose CNN never saw anything else).
-    """
+    The slices of all songs are translated and read in batches of ``batch_size`` across song boundaries (one
+    front-end pass, one ``G`` pass and one read per slice)."""
     _check_eval(generator, "generator")
     _check_eval(cnn, "cnn")
     if not songs:
@@ -134,10 +135,8 @@ def gan_votes(songs: Sequence[torch.Tensor | np.ndarray], generator: Translator,
     x = torch.cat(parts)
     probs = []
     for i in range(0, len(x), batch_size):
-        y = generator(x[i:i + batch_size].to(device, non_blocking=True))
-        if standardize:
-            y = standardize_slices(y)
-        probs.append(torch.softmax(cnn(y).float(), dim=-1).double().cpu())
+        f = cnn.gan_features(x[i:i + batch_size].to(device, non_blocking=True))
+        probs.append(torch.softmax(cnn.logits_from_gan_features(generator(f)).float(), dim=-1).double().cpu())
     per_slice = torch.cat(probs).numpy()
     bounds = np.cumsum([0, *counts])
     return [per_slice[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -160,15 +159,14 @@ def decide(votes: torch.Tensor | np.ndarray, gan: np.ndarray, params: RefinePara
 
 
 def refine_songs(statuses: Sequence[str], slices: Sequence[torch.Tensor | np.ndarray],
-                 votes: Sequence[torch.Tensor | np.ndarray], generator: Translator, cnn: Classifier,
-                 params: RefineParams, *, batch_size: int = 64, standardize: bool = False,
-                 ) -> list[RefineDecision | None]:
+                 votes: Sequence[torch.Tensor | np.ndarray], generator: Translator, cnn: GANReadable,
+                 params: RefineParams, *, batch_size: int = 64) -> list[RefineDecision | None]:
     """The whole rule over a batch of songs: a decision for every ``unclassified`` song, None for every other
     (classified, error, curated: never passed to the models, never changed)."""
     if not len(statuses) == len(slices) == len(votes):
         raise ValueError(f"{len(statuses)} statuses, {len(slices)} slice arrays, {len(votes)} vote rows")
     todo = [i for i, s in enumerate(statuses) if s == STATUS_UNCLASSIFIED]
-    g = gan_votes([slices[i] for i in todo], generator, cnn, batch_size=batch_size, standardize=standardize)
+    g = gan_votes([slices[i] for i in todo], generator, cnn, batch_size=batch_size)
     out: list[RefineDecision | None] = [None] * len(statuses)
     for i, gi in zip(todo, g, strict=True):
         out[i] = decide(votes[i], gi, params)

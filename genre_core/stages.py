@@ -41,9 +41,9 @@ class GANStage:
     """GAN re-classification of the unclassified songs of a batch (the rule: :mod:`genre_core.refine`).
 
     Rows that are not ``unclassified`` with reason ``ambiguous_vote`` pass through unchanged and never reach the
-    models (a song outside the taxonomy stays unclassified); the slices
-    of the others go through the generator and the CNN together, ``batch_slices`` at a time across songs (small
-    on a CPU, large on a GPU), and a row may become ``gan_resolved`` with its genre. Adds ``cnn_status`` (the
+    models (a song outside the taxonomy stays unclassified); the slices of the others go through the CNN's front
+    end, the generator and the rest of the CNN together, ``batch_slices`` at a time across songs (small on a CPU,
+    large on a GPU), and a row may become ``gan_resolved`` with its genre. Adds ``cnn_status`` (the
     status before this stage), ``gan_probabilities`` (the GAN votes: the CNN's mean softmax over the translated
     slices; a NaN row for every row this stage did not process), ``gan_confidence`` (the combined share of the
     top genre that the decision used; NaN there too) and ``gan_input_slices`` (slices translated: 0 for rows it
@@ -58,7 +58,6 @@ class GANStage:
         self.device = next(self.cnn.parameters()).device
         self.generator, self.meta = load_gan_for(gan_url, cnn_meta, self.device)
         self.classes = list(cnn_meta.classes)
-        self.standardize = cnn_meta.feature_config.normalization == "per_slice"
         self.batch_slices = batch_slices  # translations / CNN readings per forward pass
 
     @property
@@ -78,7 +77,7 @@ class GANStage:
         slices = [np.asarray(batch["slices"][i], np.float32) if todo[i] == STATUS_UNCLASSIFIED else None
                   for i in range(n)]
         decisions = refine_songs(todo, slices, [np.asarray(p) for p in batch["probabilities"]], self.generator,
-                                 self.cnn, self.meta.refine, batch_size=self.batch_slices, standardize=self.standardize)
+                                 self.cnn, self.meta.refine, batch_size=self.batch_slices)
         for i, decision in enumerate(decisions):
             if decision is None:
                 continue

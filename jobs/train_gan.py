@@ -50,12 +50,10 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps ({d.steps})")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
-    parser.add_argument("--crop-frames", type=int, default=d.crop_frames,
-                        help=f"time crop of the training pairs ({d.crop_frames}; 0 = whole slices)")
     parser.add_argument("--max-minutes", type=float, default=d.max_minutes,
                         help="stop training after this wall time even if steps remain")
     parser.add_argument("--pair-hop", type=int, default=None,
-                        help="frames between the starts of training pairs (default: half a slice)")
+                        help="frames between the starts of training pairs (default: a slice, no overlap)")
     parser.add_argument("--refine-min-songs", type=int, default=40,
                         help="validation songs used to choose the refine parameters: the unclassified ones, "
                              "topped up with the most ambiguous classified ones to this many (40)")
@@ -213,6 +211,20 @@ def training_pairs(catalog: pd.DataFrame, fc: FeatureConfig, cache_dir: str, wor
     return np.concatenate(xs), np.concatenate(ys), owners
 
 
+def gan_features(cnn: Any, slices: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    """The CNN's GAN features of ``slices`` ``[N, n_mels, n_frames]``, as float16 ``[N, C, n_frames]`` (half the
+    memory of float32; musicnn's are 210 KB a slice even so)."""
+    import torch
+
+    device = next(cnn.parameters()).device
+    out = np.empty((len(slices), cnn.n_gan_features, slices.shape[-1]), np.float16)
+    with torch.inference_mode():
+        for i in range(0, len(slices), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(slices[i:i + batch_size], np.float32)).to(device)
+            out[i:i + batch_size] = cnn.gan_features(x).cpu().numpy()
+    return out
+
+
 def _run_gan(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -234,24 +246,25 @@ def _run_gan(args: argparse.Namespace) -> int:
     device = pick_device()
     cnn, cnn_meta = load_cnn_bundle(args.cnn, device=device)
     fc = cnn_meta.feature_config
-    standardize = fc.normalization == "per_slice"
     print(f"CNN bundle {cnn_meta.version} ({len(cnn_meta.classes)} classes, {cnn_meta.feature_version}); "
           f"device {device}", flush=True)
 
     t0 = time.perf_counter()
     catalog = read_catalog(args.catalog)
-    hop = args.pair_hop or max(1, fc.slice_frames // 2)
+    hop = args.pair_hop or fc.slice_frames
     x, y, owners = training_pairs(catalog, fc, args.cache_dir, args.workers, hop, args.audio_root)
-    pairs = Pairs(torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y).unsqueeze(1))
+    n_pairs = len(x)
+    pairs = Pairs(torch.from_numpy(gan_features(cnn, x)), torch.from_numpy(gan_features(cnn, y)))
+    del x, y
     phases["pairs"] = time.perf_counter() - t0
-    print(f"{len(x)} training pairs from {len(set(owners))} songs (hop {hop} frames); {phases['pairs']:.1f} s",
-          flush=True)
+    print(f"{n_pairs} training pairs from {len(set(owners))} songs (hop {hop} frames), GAN features "
+          f"{list(pairs.inputs.shape[1:])}; {phases['pairs']:.1f} s", flush=True)
 
     model_cfg = GANModelConfig()
     train_cfg = dataclasses.replace(GANTrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size,
-                                    crop_frames=args.crop_frames, max_minutes=args.max_minutes)
-    result = train_gan(pairs, cnn, model_cfg, train_cfg, standardize=standardize,
-                       log=lambda msg: print(msg, flush=True))
+                                    max_minutes=args.max_minutes)
+    result = train_gan(pairs, cnn, model_cfg, train_cfg, log=lambda msg: print(msg, flush=True))
+    del pairs
     phases["train"] = result.timings["train_s"]
 
     t0 = time.perf_counter()
@@ -268,7 +281,7 @@ def _run_gan(args: argparse.Namespace) -> int:
     probs = slice_probabilities(cnn, slices, device=device)
     chosen = refine_tuning_set(probs, cnn_meta.voting, min_songs=args.refine_min_songs)
     votes = [probs[i].mean(axis=0) for i in chosen]
-    g_votes = gan_votes([slices[i] for i in chosen], result.generator, cnn, standardize=standardize)
+    g_votes = gan_votes([slices[i] for i in chosen], result.generator, cnn)
     labels = [cls_index[tune["genre"].iloc[i]] for i in chosen]
     refine, selection = choose_refine_params(votes, g_votes, labels, wrong_penalty=args.wrong_penalty)
     selection.update(tuning_song_ids=[tune["track_id"].iloc[i] for i in chosen], n_validation_songs=len(tune),
@@ -279,9 +292,9 @@ def _run_gan(args: argparse.Namespace) -> int:
     meta = GANBundle(
         classes=tuple(cnn_meta.classes), model_config=model_cfg, train_config=train_cfg,
         cnn_version=cnn_meta.version, feature_version=cnn_meta.feature_version, feature_config=fc,
-        n_mels=fc.n_mels, n_frames=fc.slice_frames, refine=refine,
+        n_features=cnn.n_gan_features, n_frames=fc.slice_frames, refine=refine,
         metrics={"history": result.history, "timings": result.timings, "steps_done": result.steps_done,
-                 "selection": selection, "n_pairs": len(x), "n_train_songs": len(set(owners)), "phases_s": phases,
+                 "selection": selection, "n_pairs": n_pairs, "n_train_songs": len(set(owners)), "phases_s": phases,
                  "torch_threads": torch.get_num_threads(), "device": str(device)},
     )
     saved = save_gan_bundle(args.out, result.generator.cpu(), result.discriminator.cpu(), meta)

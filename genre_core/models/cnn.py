@@ -125,6 +125,20 @@ class SliceCNN(nn.Module):
         """Genre logits from :meth:`embed`."""
         return self.head(self.dropout(embedding))
 
+    @property
+    def n_gan_features(self) -> int:
+        """Channels of :meth:`gan_features`: the mel bands."""
+        return self.n_mels
+
+    def gan_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Slices -> ``[B, n_mels, n_frames]``: the GAN stage translates the log-mel slice itself (mel bands as
+        channels; :mod:`genre_core.models.gan`)."""
+        return (x[:, 0] if x.dim() == 4 else x).float()
+
+    def logits_from_gan_features(self, f: torch.Tensor) -> torch.Tensor:
+        """Genre logits of (translated) :meth:`gan_features`."""
+        return self(f)
+
     def bf16_on(self, device: torch.device) -> bool:
         """Whether this model computes in bf16 on ``device`` (``cfg.precision``; autocast), asked once per device."""
         if device not in self._bf16_on:

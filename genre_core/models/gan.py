@@ -1,16 +1,21 @@
-"""The GAN stage's networks: a generator ``G(x)`` that turns a hard-to-read slice into an easy-to-read one, and
-a patch discriminator.
+"""The GAN stage's networks: a generator ``G(f)`` that turns a hard-to-read slice into an easy-to-read one, and a
+patch discriminator.
 
-``G`` has no genre condition: one network for every song (Bae 2020 converts an unclassified song's
-spectrograms into easy-to-read ones, then classifies again). It works on the CNN's own features (for the
-musicnn model: 96 log-compressed mel bands x 187 frames) and is **residual**:
-``stem conv -> n_down strided convs -> n_res residual blocks -> n_down (upsample + conv) -> conv``, the last
-conv zero-initialised and its output a change ``delta`` added to the input, so an untrained ``G`` is the
-identity and ``|G(x) - x|`` is exactly what it changed. Fully convolutional: any slice length works (lengths
-that the strides do not divide are padded and the change cropped back).
+``G`` has no genre condition: one network for every song (Bae 2020 converts an unclassified song's spectrograms
+into easy-to-read ones, then classifies again). It works in the CNN's own time-frequency representation of a
+slice, its **GAN features** ``[B, C, T]`` (``model.gan_features``): for the musicnn genre model, the front end's
+561 timbral and temporal feature maps over the patch's 187 frames (what musicnn learnt to see in real music; the
+CNN reads the translation through its mid and back end, ``model.logits_from_gan_features``); for the
+from-scratch slice CNN, the log-mel slice itself (mel bands as channels). Translating there rather than in the
+96-band log-mel keeps the stage cheap (the front end, 95% of musicnn's cost, runs once per slice and is never
+back-propagated through in training) and puts the translation where the network's reading of timbre lives.
 
-The discriminator is a spectral-norm PatchGAN (Isola et al. 2017): strided convs with LeakyReLU and a
-real/fake logit per patch, telling ``G``'s outputs from clean training-domain slices.
+``G`` is **residual**: ``1x1 conv -> n_res residual blocks of two convolutions over time -> 1x1 conv``, the last
+zero-initialised and its output a change ``delta`` added to the input, so an untrained ``G`` is the identity and
+``|G(f) - f|`` is exactly what it changed. Fully convolutional over time: any slice length works.
+
+The discriminator is a spectral-norm PatchGAN over time (Isola et al. 2017): strided convolutions with LeakyReLU
+and a real/fake logit per stretch of frames, telling ``G``'s outputs from the features of clean slices.
 
 The losses are in :mod:`genre_core.training.gan`, the bundle I/O in :mod:`genre_core.models.gan_bundle`.
 """
@@ -20,112 +25,78 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 
 @dataclass(frozen=True)
 class GANModelConfig:
-    """Architecture of both networks. The default is CPU-sized: G ~0.1 M parameters and ~0.13 GMAC per
-    96 x 187 slice, a tenth of the musicnn backbone that reads its output."""
+    """Architecture of both networks. The default, on musicnn's 561 x 187 features: G ~0.8 M parameters and
+    ~0.15 GMAC per slice (a ninth of the musicnn pass that produces its input)."""
 
-    g_channels: int = 8      # channels after the stem; doubled at every downsampling
-    g_downsamples: int = 2
-    g_res_blocks: int = 3
-    d_channels: int = 16     # channels of the first discriminator layer; doubled at every layer
-    d_layers: int = 3        # strided conv layers (each halves both axes)
-
-
-def as_slices(x: torch.Tensor, n_mels: int) -> torch.Tensor:
-    """``[B, n_mels, T]`` or ``[B, 1, n_mels, T]`` -> ``[B, 1, n_mels, T]`` (ValueError otherwise)."""
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != n_mels:
-        raise ValueError(f"expected slices [B, 1, {n_mels}, T] or [B, {n_mels}, T], got {list(x.shape)}")
-    return x
+    g_channels: int = 128     # width of the generator's residual blocks
+    g_res_blocks: int = 4
+    g_kernel: int = 5         # frames spanned by each convolution of a block
+    d_channels: int = 128     # channels of the discriminator's strided layers
+    d_layers: int = 2         # strided conv layers (each halves the time axis)
 
 
-class _ConvNormAct(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1, act: bool = True) -> None:
-        pad = (kernel - stride + 1) // 2 if stride > 1 else kernel // 2
-        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=pad, bias=False),
-                                   nn.InstanceNorm2d(c_out, affine=True)]
-        if act:
-            layers.append(nn.ReLU())
-        super().__init__(*layers)
+def as_features(f: torch.Tensor, n_features: int) -> torch.Tensor:
+    """``[B, n_features, T]`` (ValueError otherwise)."""
+    if f.dim() != 3 or f.shape[1] != n_features:
+        raise ValueError(f"expected GAN features [B, {n_features}, T], got {list(f.shape)}")
+    return f
 
 
 class _ResBlock(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, kernel: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(_ConvNormAct(channels, channels, 3), _ConvNormAct(channels, channels, 3, act=False))
+        groups = 8 if channels % 8 == 0 else 1
+        self.body = nn.Sequential(
+            nn.Conv1d(channels, channels, kernel, padding=kernel // 2), nn.GroupNorm(groups, channels), nn.ReLU(),
+            nn.Conv1d(channels, channels, kernel, padding=kernel // 2), nn.GroupNorm(groups, channels))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.body(h)
+        return torch.relu(h + self.body(h))
 
 
 class Generator(nn.Module):
-    """``G(x) = x + delta(x)``: slices ``[B, 1, n_mels, T]`` (or ``[B, n_mels, T]``) -> ``[B, 1, n_mels, T]``."""
+    """``G(f) = f + delta(f)``: GAN features ``[B, n_features, T]`` -> ``[B, n_features, T]``."""
 
-    def __init__(self, cfg: GANModelConfig | None = None, n_mels: int = 96) -> None:
+    def __init__(self, cfg: GANModelConfig | None = None, n_features: int = 561) -> None:
         super().__init__()
         cfg = cfg or GANModelConfig()
-        if n_mels % (2 ** cfg.g_downsamples):
-            raise ValueError(f"n_mels={n_mels} must be divisible by 2**g_downsamples={2 ** cfg.g_downsamples}")
-        self.n_mels, self.cfg = n_mels, cfg
-        ch = cfg.g_channels
-        self.stem = _ConvNormAct(1, ch, 5)
-        self.down = nn.ModuleList()
-        for _ in range(cfg.g_downsamples):
-            self.down.append(_ConvNormAct(ch, 2 * ch, 4, stride=2))
-            ch *= 2
-        self.res = nn.Sequential(*(_ResBlock(ch) for _ in range(cfg.g_res_blocks)))
-        self.up = nn.ModuleList()
-        for _ in range(cfg.g_downsamples):
-            self.up.append(_ConvNormAct(ch, ch // 2, 3))
-            ch //= 2
-        self.out = nn.Conv2d(ch, 1, 5, padding=2)
-        nn.init.zeros_(self.out.weight)  # starts as the identity map: G(x) = x
+        if cfg.g_kernel % 2 != 1:
+            raise ValueError(f"g_kernel must be odd (centred convolutions), got {cfg.g_kernel}")
+        self.n_features, self.cfg = n_features, cfg
+        self.inp = nn.Conv1d(n_features, cfg.g_channels, 1)
+        self.blocks = nn.Sequential(*(_ResBlock(cfg.g_channels, cfg.g_kernel) for _ in range(cfg.g_res_blocks)))
+        self.out = nn.Conv1d(cfg.g_channels, n_features, 1)
+        nn.init.zeros_(self.out.weight)  # starts as the identity map: G(f) = f
         nn.init.zeros_(self.out.bias)
 
-    def delta(self, x: torch.Tensor) -> torch.Tensor:
-        """The change the generator adds to ``x``: ``G(x) - x``, ``[B, 1, n_mels, T]``."""
-        x = as_slices(x, self.n_mels)
-        length, step = x.shape[-1], 2 ** self.cfg.g_downsamples
-        if length % step:  # e.g. musicnn's 187-frame patches: pad to the strides, crop the change back
-            x = F.pad(x, (0, -length % step, 0, 0), mode="replicate")
-        h = self.stem(x)
-        sizes = []
-        for layer in self.down:
-            sizes.append(h.shape[-2:])
-            h = layer(h)
-        h = self.res(h)
-        for layer, size in zip(self.up, reversed(sizes), strict=True):
-            h = layer(F.interpolate(h, size=tuple(size), mode="nearest"))
-        return self.out(h)[..., :length]
+    def delta(self, f: torch.Tensor) -> torch.Tensor:
+        """The change the generator adds to ``f``: ``G(f) - f``."""
+        return self.out(self.blocks(self.inp(as_features(f, self.n_features))))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = as_slices(x, self.n_mels)
-        return x + self.delta(x)
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return f + self.delta(f)
 
 
 class PatchDiscriminator(nn.Module):
-    """Spectral-norm PatchGAN: slices -> real/fake logits ``[B, 1, n_mels / 2^L, T / 2^L]``."""
+    """Spectral-norm PatchGAN over time: GAN features -> real/fake logits ``[B, 1, T / 2^L]``."""
 
-    def __init__(self, cfg: GANModelConfig | None = None, n_mels: int = 96) -> None:
+    def __init__(self, cfg: GANModelConfig | None = None, n_features: int = 561) -> None:
         super().__init__()
         cfg = cfg or GANModelConfig()
-        if n_mels < 2 ** cfg.d_layers:
-            raise ValueError(f"n_mels={n_mels} too small for {cfg.d_layers} discriminator layers")
-        self.n_mels, self.cfg = n_mels, cfg
+        self.n_features, self.cfg = n_features, cfg
         layers: list[nn.Module] = []
-        c_in, c_out = 1, cfg.d_channels
+        c_in = n_features
         for _ in range(cfg.d_layers):
-            layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
-            c_in, c_out = c_out, c_out * 2
-        layers.append(spectral_norm(nn.Conv2d(c_in, 1, 3, padding=1)))
+            layers += [spectral_norm(nn.Conv1d(c_in, cfg.d_channels, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
+            c_in = cfg.d_channels
+        layers.append(spectral_norm(nn.Conv1d(c_in, 1, 3, padding=1)))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(as_slices(x, self.n_mels))
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.net(as_features(f, self.n_features))

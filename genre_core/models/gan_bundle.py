@@ -33,7 +33,7 @@ class GANBundle:
     cnn_version: str
     feature_version: str
     feature_config: FeatureConfig
-    n_mels: int
+    n_features: int           # channels of the CNN's GAN features the generator translates
     n_frames: int
     refine: RefineParams
     train_config: Any = None
@@ -51,7 +51,7 @@ class GANBundle:
             "cnn_version": self.cnn_version,
             "feature_version": self.feature_version,
             "feature_config": to_dict(self.feature_config),
-            "n_mels": self.n_mels,
+            "n_features": self.n_features,
             "n_frames": self.n_frames,
             "refine": to_dict(self.refine),
             "train_config": to_dict(train) if dataclasses.is_dataclass(train) else train,
@@ -69,7 +69,7 @@ class GANBundle:
                 cnn_version=str(meta["cnn_version"]),
                 feature_version=str(meta["feature_version"]),
                 feature_config=from_dict(FeatureConfig, meta["feature_config"], "feature_config"),
-                n_mels=int(meta["n_mels"]),
+                n_features=int(meta["n_features"]),
                 n_frames=int(meta["n_frames"]),
                 refine=from_dict(RefineParams, meta["refine"], "refine"),
                 train_config=meta.get("train_config"),
@@ -87,8 +87,8 @@ class GANBundle:
 def save_gan_bundle(url: str, generator: Generator, discriminator: PatchDiscriminator | None,
                     meta: GANBundle) -> GANBundle:
     """Write the generator (and the discriminator, when given) with ``meta`` as a ``"gan"`` bundle at ``url``."""
-    if meta.n_mels != generator.n_mels or meta.model_config != generator.cfg:
-        raise BundleError("metadata n_mels/model_config differ from the generator's")
+    if meta.n_features != generator.n_features or meta.model_config != generator.cfg:
+        raise BundleError("metadata n_features/model_config differ from the generator's")
     if not meta.cnn_version or not meta.feature_version:
         raise BundleError("a GAN bundle must name the CNN bundle version and the feature_version it serves")
     tensors = {f"generator.{k}": v.contiguous() for k, v in generator.state_dict().items()}
@@ -117,7 +117,7 @@ def load_gan_bundle(url: str, *, cnn_version: str, feature_version: str,
     if problems:
         raise GANBundleMismatch(f"refusing to load GAN bundle {url}: " + "; ".join(problems)
                                 + ". Train a GAN for this CNN bundle (python -m jobs.train gan --cnn ...).")
-    generator = Generator(meta.model_config, n_mels=meta.n_mels)
+    generator = Generator(meta.model_config, n_features=meta.n_features)
     state = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
     if not state:
         raise BundleError(f"bundle {url} holds no generator weights")
@@ -138,12 +138,12 @@ def save_untrained_bundle(cnn_url: str, out: str, seed: int = 0,
     For what does not depend on the weights: where the GAN stage runs and what it receives (tests) and what it
     costs (benchmarks/gan_cost.py). Returns ``out``.
     """
-    _, cnn = load_cnn_bundle(cnn_url)
+    model, cnn = load_cnn_bundle(cnn_url)
     torch.manual_seed(seed)
     cfg = GANModelConfig()
-    generator = Generator(cfg, n_mels=cnn.n_mels).eval()
+    generator = Generator(cfg, n_features=model.n_gan_features).eval()
     save_gan_bundle(out, generator, None, GANBundle(
         classes=cnn.classes, model_config=cfg, cnn_version=cnn.version, feature_version=cnn.feature_version,
-        feature_config=cnn.feature_config, n_mels=cnn.n_mels, n_frames=cnn.n_frames,
+        feature_config=cnn.feature_config, n_features=model.n_gan_features, n_frames=cnn.n_frames,
         refine=refine or RefineParams()))
     return out

@@ -128,6 +128,26 @@ class MusicnnGenreModel(nn.Module):
             outputs = self.backbone(x)
         return torch.cat(outputs, dim=1).float()
 
+    @property
+    def n_gan_features(self) -> int:
+        """Channels of :meth:`gan_features`: musicnn's front-end features."""
+        return self.backbone.n_front
+
+    def gan_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Slices ``[B, n_mels, n_frames]`` (or ``[B, 1, n_mels, n_frames]``) -> the backbone's front-end features
+        ``[B, 561, n_frames]`` in float32: what the GAN stage translates (:mod:`genre_core.models.gan`)."""
+        if x.dim() == 4 and x.shape[1] == 1:
+            x = x[:, 0]
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16(x.device, self.precision)):
+            return self.backbone.front_end(x).float()
+
+    def logits_from_gan_features(self, f: torch.Tensor) -> torch.Tensor:
+        """Genre logits of (translated) front-end features: the rest of the network, differentiable in ``f``;
+        ``logits_from_gan_features(gan_features(x))`` is ``forward(x)`` (to bf16 rounding where bf16 runs)."""
+        with torch.autocast(f.device.type, dtype=torch.bfloat16, enabled=use_bf16(f.device, self.precision)):
+            outputs = self.backbone.back_end(f)
+        return self.head(torch.cat(outputs, dim=1).float())
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The slice embedding (what the head reads; the out-of-taxonomy rule's feature space)."""
         return self.backbone_outputs(x)

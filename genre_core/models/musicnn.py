@@ -143,6 +143,7 @@ class Musicnn(nn.Module):
         self.bn_mid3 = bn(midend_filters)
         n_feat = n_front + 3 * midend_filters  # 753
         self.n_pooled = 2 * n_feat
+        self.n_front = n_front
         self.bn_pool = bn(2 * n_feat)
         self.dense = nn.Linear(2 * n_feat, backend_units)
         self.bn_dense = bn(backend_units)
@@ -283,10 +284,26 @@ class Musicnn(nn.Module):
         """``x [B, n_mels, n_frames]`` -> ``(tag_logits [B, n_tags], penultimate [B, 200], pooled [B, 1506])``.
 
         Training mode runs :meth:`forward_reference`; eval mode the fast path (same function, see the module
-        docstring).
+        docstring), which is :meth:`back_end` of :meth:`front_end`.
         """
         if self.training:
             return self.forward_reference(x)
+        return self._back_time_major(self._front_time_major(x))
+
+    def front_end(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval mode: ``x [B, n_mels, n_frames]`` -> the front end's features ``[B, 561, n_frames]`` (timbral and
+        temporal convolutions after their batch norm and the max over mel bands): musicnn's own time-frequency
+        representation of the patch, which the GAN stage translates (:mod:`genre_core.models.gan`)."""
+        return self._front_time_major(x).permute(1, 2, 0)
+
+    def back_end(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eval mode: front-end features ``[B, 561, T]`` -> ``(tag_logits, penultimate, pooled)`` as :meth:`forward`
+        gives them; differentiable with respect to ``f`` (the GAN's losses read the frozen network through it;
+        call ``eval()`` first outside ``torch.inference_mode``, which rebuilds the fast-path tensors)."""
+        return self._back_time_major(f.permute(2, 0, 1))
+
+    def _front_time_major(self, x: torch.Tensor) -> torch.Tensor:
+        """The fast front end: ``x [B, n_mels, n_frames]`` -> ``[n_frames, B, 561]``."""
         self._check(x)
         p = self._fast_params()
         batch, n_mels, n_frames = x.shape
@@ -307,10 +324,15 @@ class Musicnn(nn.Module):
         for (band_t, sign, bias, scale, shift), k in zip(p.temporal, self.temporal_kernels, strict=True):
             m = self._temporal_fast(xt, before - _same_pad(k)[0], n_frames, band_t)
             front.append(self._pool_finish(m, sign, bias, scale, shift))
+        return torch.cat(front, dim=2)  # [T, B, 561]
 
+    def _back_time_major(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The fast mid and back end: ``f [n_frames, B, 561]`` -> ``(tag_logits, penultimate, pooled)``."""
+        p = self._fast_params()
+        n_frames = f.shape[0]
         pad = self.midend_kernel // 2
-        f_pad = F.pad(torch.cat(front, dim=2), (0, 0, 0, 0, pad, pad))  # [T + 6, B, 561]
-        feats = [f_pad[pad:pad + n_frames]]
+        f_pad = F.pad(f, (0, 0, 0, 0, pad, pad))  # [T + 6, B, 561]
+        feats = [f]
         h = f_pad
         for i, (w, bias, scale, shift) in enumerate(p.mid):
             y = F.relu(self._mid_fast(h, n_frames, w, bias)) * scale + shift

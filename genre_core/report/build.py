@@ -343,9 +343,9 @@ def _gallery(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | 
 
     buf = io.BytesIO()
     draw_translations(buf, examples)
-    caption = ("each row: a song's middle slice x with the CNN's vote, the translated slice G(x) with the GAN vote "
-               "(the CNN on every translated slice of the song) and the combined vote that decided it, and the "
-               "change G(x) - x")
+    caption = ("each row: a song's middle slice x, the CNN's features f of it (what the GAN translates) with the "
+               "CNN's vote, the translation G(f) with the GAN vote (the CNN on every translated slice of the song) "
+               "and the combined vote that decided it, and the change G(f) - f")
     return Section("gallery", title, img(buf.getvalue(), "slices before and after GAN translation", caption))
 
 

@@ -81,5 +81,4 @@ class SongAnalyser:
         if self.generator is None or self.gan_meta is None:
             raise ValueError("no GAN bundle loaded")
         return translation_example(song.track_id, song.truth, song.slices, song.vote_shares, self.generator,
-                                   self.cnn, self.classes, self.gan_meta.refine,
-                                   standardize=self.feature_cfg.normalization == "per_slice")
+                                   self.cnn, self.classes, self.gan_meta.refine)

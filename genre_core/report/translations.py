@@ -3,8 +3,9 @@ the refine rule combined (:mod:`genre_core.refine`).
 
 :func:`translation_example` computes what to draw for one song (pure: tensors in, arrays out);
 :func:`draw_translations` draws several songs into one PNG with matplotlib (Agg backend, no display). Each row
-is a song: its slice ``x``, the translated slice ``G(x)`` and the change ``G(x) - x``, titled with the CNN's
-vote, the GAN vote and the combined vote that decided it.
+is a song: its log-mel slice ``x``, the CNN's GAN features ``f`` of it (for musicnn, its front end's 561 feature
+maps over time), the translation ``G(f)`` and the change ``G(f) - f``, titled with the CNN's vote, the GAN vote
+and the combined vote that decided it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import IO
 import numpy as np
 import torch
 
-from genre_core.refine import Classifier, RefineParams, Translator, decide, gan_votes, vote_shares
+from genre_core.refine import GANReadable, RefineParams, Translator, decide, gan_votes, vote_shares
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,8 +26,9 @@ class TranslationExample:
 
     song_id: str
     true_genre: str | None
-    original: np.ndarray        # [n_mels, n_frames]
-    translated: np.ndarray      # [n_mels, n_frames]
+    mel: np.ndarray             # [n_mels, n_frames]: the slice
+    features: np.ndarray        # [C, n_frames]: its GAN features f
+    translated: np.ndarray      # [C, n_frames]: G(f)
     cnn_genre: str              # top genre of the CNN's votes, and its share
     cnn_share: float
     gan_genre: str              # top genre of the GAN votes (the CNN on every translated slice)
@@ -36,22 +38,23 @@ class TranslationExample:
 
 
 def translation_example(song_id: str, true_genre: str | None, slices: np.ndarray | torch.Tensor,
-                        vote_probs: np.ndarray, generator: Translator, cnn: Classifier, classes: Sequence[str],
-                        params: RefineParams, *, slice_index: int | None = None,
-                        standardize: bool = False) -> TranslationExample:
-    """Refine one song (its slices and CNN vote shares) and keep one slice for the picture (default: the middle
-    one). ``generator`` and ``cnn`` must be in eval mode."""
+                        vote_probs: np.ndarray, generator: Translator, cnn: GANReadable, classes: Sequence[str],
+                        params: RefineParams, *, slice_index: int | None = None) -> TranslationExample:
+    """Refine one song (its slices ``[n, n_mels, n_frames]`` and CNN vote shares) and keep one slice for the
+    picture (default: the middle one). ``generator`` and ``cnn`` must be in eval mode."""
     x = torch.as_tensor(np.asarray(slices, dtype=np.float32))
-    g = gan_votes([x], generator, cnn, standardize=standardize)[0]
+    g = gan_votes([x], generator, cnn)[0]
     decision = decide(vote_probs, g, params)
     i = len(x) // 2 if slice_index is None else int(slice_index)
     with torch.inference_mode():
-        y = generator(x[i:i + 1].unsqueeze(1) if x.dim() == 3 else x[i:i + 1])
+        f = cnn.gan_features(x[i:i + 1])
+        y = generator(f)
     v = vote_shares(vote_probs)
     return TranslationExample(
-        song_id=song_id, true_genre=true_genre, original=x[i].reshape(y.shape[-2:]).cpu().numpy(),
-        translated=y[0, 0].cpu().numpy(), cnn_genre=classes[int(np.argmax(v))], cnn_share=float(v.max()),
-        gan_genre=classes[int(np.argmax(g))], gan_share=float(g.max()), combined_share=decision.confidence,
+        song_id=song_id, true_genre=true_genre, mel=x[i].reshape(x.shape[-2:]).cpu().numpy(),
+        features=f[0].cpu().numpy(), translated=y[0].cpu().numpy(), cnn_genre=classes[int(np.argmax(v))],
+        cnn_share=float(v.max()), gan_genre=classes[int(np.argmax(g))], gan_share=float(g.max()),
+        combined_share=decision.confidence,
         decided=classes[decision.genre_index] if decision.genre_index is not None else None)
 
 
@@ -66,20 +69,23 @@ def draw_translations(path: str | IO[bytes], examples: Sequence[TranslationExamp
 
     if not examples:
         raise ValueError("no examples to draw")
-    fig, axes = plt.subplots(len(examples), 3, figsize=(9.0, 2.5 * len(examples)), squeeze=False)
+    fig, axes = plt.subplots(len(examples), 4, figsize=(12.0, 2.5 * len(examples)), squeeze=False)
     for r, ex in enumerate(examples):
-        lo, hi = np.percentile(ex.original, [1, 99])
-        change = ex.translated - ex.original
+        lo, hi = np.percentile(ex.features, [1, 99])
+        change = ex.translated - ex.features
         diff_max = max(float(np.abs(change).max()), 1e-6)
-        a, b, c = axes[r]
-        a.imshow(ex.original, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi)
-        a.set_title(f"{ex.song_id}: true {ex.true_genre}\nCNN vote {ex.cnn_genre} {ex.cnn_share:.2f}", fontsize=8)
-        a.set_ylabel("mel band")
+        m, a, b, c = axes[r]
+        m.imshow(ex.mel, origin="lower", aspect="auto", cmap="magma")
+        m.set_title(f"{ex.song_id}: true {ex.true_genre}\nslice x (log-mel)", fontsize=8)
+        m.set_ylabel("mel band")
+        a.imshow(ex.features, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi)
+        a.set_title(f"features f of x\nCNN vote {ex.cnn_genre} {ex.cnn_share:.2f}", fontsize=8)
+        a.set_ylabel("feature")
         b.imshow(ex.translated, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi)
-        b.set_title(f"G(x): GAN vote {ex.gan_genre} {ex.gan_share:.2f}\ncombined {ex.combined_share:.2f} -> "
+        b.set_title(f"G(f): GAN vote {ex.gan_genre} {ex.gan_share:.2f}\ncombined {ex.combined_share:.2f} -> "
                     f"{ex.decided or 'unclassified'}", fontsize=8)
         c.imshow(change, origin="lower", aspect="auto", cmap="coolwarm", vmin=-diff_max, vmax=diff_max)
-        c.set_title(f"change G(x) - x\n(+-{diff_max:.2f})", fontsize=8)
+        c.set_title(f"change G(f) - f\n(+-{diff_max:.2f})", fontsize=8)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])

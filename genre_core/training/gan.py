@@ -2,21 +2,21 @@
 
 A pair is one time span of one composition rendered two ways (``jobs.make_catalog --reference-soundfont``):
 the **input**, the catalog song as it is (one of the training soundfonts, through the song's random recording
-chain of effects), and the **target**, the same notes through the reference soundfont with no effects. The
-generator ``G`` (:mod:`genre_core.models.gan`) learns to turn the first into the second. Its losses
-(:func:`generator_losses`), weighted by :class:`GANLossWeights`:
+chain of effects), and the **target**, the same notes through the reference soundfont with no effects. Both are
+taken to the frozen CNN's GAN features once (``cnn.gan_features``: musicnn's front end) and the generator ``G``
+(:mod:`genre_core.models.gan`) learns to turn the first into the second. Its losses (:func:`generator_losses`),
+weighted by :class:`GANLossWeights`:
 
-- **L1** to the clean target, ``|G(x) - y|``;
-- **reading**: the frozen CNN's reading of ``G(x)`` agrees with its reading of the clean target,
-  ``KL(CNN(y) || CNN(G(x)))``;
-- **adversarial** (hinge): the patch discriminator cannot tell ``G(x)`` from clean targets;
-- **identity**: a slice that is already clean stays as it is, ``|G(y) - y|``.
+- **L1** to the clean target, ``|G(f_x) - f_y|``;
+- **reading**: the frozen CNN's reading of ``G(f_x)`` agrees with its reading of the clean target,
+  ``KL(CNN(f_y) || CNN(G(f_x)))`` (``cnn.logits_from_gan_features``: musicnn's mid and back end and the head);
+- **adversarial** (hinge): the patch discriminator cannot tell ``G(f_x)`` from clean targets;
+- **identity**: a slice that is already clean stays as it is, ``|G(f_y) - f_y|``.
 
-Each step draws a batch of pairs and a random time crop of ``crop_frames`` of each (both networks are fully
-convolutional and the CNN pools over time): the backward pass through the musicnn backbone costs ~15x more
-on whole 187-frame slices than on 64-frame crops (0.57 s vs 8.9 s for 16 slices on 2 cores). The CNN is never
-trained here (its parameters get no gradient; it stays in eval mode). Learning rates decay linearly to zero over
-the last ``1 - decay_from`` of the steps. Deterministic on CPU for a given seed.
+Each step draws a batch of whole pairs. The CNN is never trained here (its parameters get no gradient; it stays
+in eval mode) and the backward pass runs only through the part of it after the GAN features (for musicnn, a
+twentieth of its cost). Learning rates decay linearly to zero over the last ``1 - decay_from`` of the steps.
+Deterministic on CPU for a given seed.
 
 :func:`choose_refine_params` picks the rule's ``gan_weight`` and ``threshold`` (:mod:`genre_core.refine`) on
 validation songs; test songs are never seen here.
@@ -24,9 +24,10 @@ validation songs; test songs are never seen here.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 
 from genre_core.config import VotingConfig
 from genre_core.models.gan import GANModelConfig, Generator, PatchDiscriminator
-from genre_core.refine import RefineParams, decide, standardize_slices, vote_shares
+from genre_core.refine import GANReadable, RefineParams, decide, vote_shares
 from genre_core.voting import decide as vote_decide
 
 GAN_WEIGHTS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))                     # 0, 0.1 .. 1
@@ -53,12 +54,11 @@ class GANLossWeights:
 
 @dataclass(frozen=True)
 class GANTrainConfig:
-    """Optimisation settings; most of a step is the frozen CNN's forward and backward pass on ``G(x)``."""
+    """Optimisation settings (a step: G, the CNN's back part forward and backward, D)."""
 
     seed: int = 0
-    steps: int = 400
+    steps: int = 1500
     batch_size: int = 16
-    crop_frames: int = 64          # time crop of each training pair (0 = whole slices)
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5
@@ -71,7 +71,8 @@ class GANTrainConfig:
 
 @dataclass
 class Pairs:
-    """Aligned training pairs: ``inputs`` and ``targets`` ``[N, 1, n_mels, n_frames]``."""
+    """Aligned training pairs of GAN features: ``inputs`` and ``targets`` ``[N, C, n_frames]`` (any float dtype;
+    float16 halves the memory of musicnn's 561 x 187 features, and batches are computed in float32)."""
 
     inputs: torch.Tensor
     targets: torch.Tensor
@@ -86,22 +87,23 @@ class GANTrainResult:
     steps_done: int
 
 
-def discriminator_loss(d: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def discriminator_loss(d: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Hinge loss on clean targets vs (detached) generator outputs."""
     return F.relu(1.0 - d(real)).mean() + F.relu(1.0 + d(fake.detach())).mean()
 
 
-def generator_losses(g: Generator, d: PatchDiscriminator, cnn: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                     w: GANLossWeights, standardize: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The generator's losses on inputs ``x`` and clean targets ``y``; returns (losses with ``total``, ``G(x)``)."""
+def generator_losses(g: torch.nn.Module, d: torch.nn.Module, cnn: GANReadable, x: torch.Tensor, y: torch.Tensor,
+                     w: GANLossWeights) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The generator's losses on input features ``x`` and clean target features ``y``; returns (losses with
+    ``total``, ``G(x)``). ``g`` and ``d`` may be wrapped (DistributedDataParallel): only their forward is called."""
     with torch.no_grad():
-        target_probs = torch.softmax(cnn(standardize_slices(y) if standardize else y).float(), dim=-1)
+        target_probs = torch.softmax(cnn.logits_from_gan_features(y).float(), dim=-1)
     fake = g(x)
-    logits = cnn(standardize_slices(fake) if standardize else fake).float()
+    logits = cnn.logits_from_gan_features(fake).float()
     reading = F.kl_div(F.log_softmax(logits, dim=-1), target_probs, reduction="batchmean")
     l1 = (fake - y).abs().mean()
     adv = -d(fake).mean()
-    identity = (g.delta(y)).abs().mean()
+    identity = (g(y) - y).abs().mean()
     total = w.l1 * l1 + w.reading * reading + w.adversarial * adv + w.identity * identity
     agree = (logits.argmax(1) == target_probs.argmax(1)).float().mean()
     return {"total": total, "l1": l1, "reading": reading, "adv": adv, "identity": identity,
@@ -115,32 +117,44 @@ def _lr_factor(step: int, cfg: GANTrainConfig) -> float:
     return max(0.0, 1.0 - (step - start) / (cfg.steps - start))
 
 
+@contextlib.contextmanager
+def frozen(cnn: torch.nn.Module) -> Iterator[torch.device]:
+    """``cnn`` as a frozen reader for training, on its device: no parameter takes a gradient (given back as they
+    were on leaving), and ``eval()`` again, which drops tensors a model cached under ``torch.inference_mode``
+    (musicnn's fast-path weights) that autograd refuses to save for the backward pass through it."""
+    if cnn.training:
+        raise ValueError("the CNN must be in eval mode (it is frozen)")
+    flags = [p.requires_grad for p in cnn.parameters()]
+    for p in cnn.parameters():
+        p.requires_grad_(False)
+    cnn.eval()
+    try:
+        yield next(cnn.parameters()).device
+    finally:
+        for p, flag in zip(cnn.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
 def train_gan(pairs: Pairs, cnn: torch.nn.Module, model_cfg: GANModelConfig, train_cfg: GANTrainConfig, *,
-              standardize: bool = False, log: Callable[[str], None] = print) -> GANTrainResult:
+              log: Callable[[str], None] = print) -> GANTrainResult:
     """Train ``G`` and ``D`` on ``pairs`` with the frozen ``cnn`` (eval mode, on the device to train on)."""
     n = len(pairs.inputs)
     if n == 0:
         raise ValueError("no training pairs")
     if pairs.inputs.shape != pairs.targets.shape:
         raise ValueError(f"pairs disagree: inputs {list(pairs.inputs.shape)}, targets {list(pairs.targets.shape)}")
-    n_frames = pairs.inputs.shape[-1]
-    crop = train_cfg.crop_frames or n_frames
-    if crop > n_frames:
-        raise ValueError(f"crop_frames={crop} is longer than the {n_frames}-frame slices")
-    if cnn.training:
-        raise ValueError("the CNN must be in eval mode (it is frozen)")
-    # eval() again drops tensors a model cached under torch.inference_mode (musicnn's fast-path weights),
-    # which autograd refuses to save for the backward pass through the CNN
-    cnn.eval()
-    device = next(cnn.parameters()).device
-    frozen = [p.requires_grad for p in cnn.parameters()]
-    for p in cnn.parameters():
-        p.requires_grad_(False)
-    n_mels = pairs.inputs.shape[2]
+    with frozen(cnn) as device:
+        return _train(pairs, cnn, model_cfg, train_cfg, device, log)
+
+
+def _train(pairs: Pairs, cnn: torch.nn.Module, model_cfg: GANModelConfig, train_cfg: GANTrainConfig,
+           device: torch.device, log: Callable[[str], None]) -> GANTrainResult:
+    n = len(pairs.inputs)
+    n_features = pairs.inputs.shape[1]
     torch.manual_seed(train_cfg.seed)
     gen = torch.Generator().manual_seed(train_cfg.seed)
-    g = Generator(model_cfg, n_mels=n_mels).to(device)
-    d = PatchDiscriminator(model_cfg, n_mels=n_mels).to(device)
+    g = Generator(model_cfg, n_features=n_features).to(device)
+    d = PatchDiscriminator(model_cfg, n_features=n_features).to(device)
     betas = (train_cfg.beta1, train_cfg.beta2)
     opt_g = torch.optim.Adam(g.parameters(), lr=train_cfg.lr_g, betas=betas)
     opt_d = torch.optim.Adam(d.parameters(), lr=train_cfg.lr_d, betas=betas)
@@ -148,39 +162,34 @@ def train_gan(pairs: Pairs, cnn: torch.nn.Module, model_cfg: GANModelConfig, tra
     sums: dict[str, float] = defaultdict(float)
     t0 = time.perf_counter()
     step = 0
-    try:
-        for step in range(1, train_cfg.steps + 1):
-            for opt, base in ((opt_g, train_cfg.lr_g), (opt_d, train_cfg.lr_d)):
-                for group in opt.param_groups:
-                    group["lr"] = base * _lr_factor(step - 1, train_cfg)
-            idx = torch.randint(n, (train_cfg.batch_size,), generator=gen)
-            start = int(torch.randint(n_frames - crop + 1, (1,), generator=gen))
-            x = pairs.inputs[idx, ..., start:start + crop].to(device)
-            y = pairs.targets[idx, ..., start:start + crop].to(device)
-            losses, fake = generator_losses(g, d, cnn, x, y, train_cfg.loss_weights, standardize)
-            opt_g.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            opt_g.step()
-            d_loss = discriminator_loss(d, y, fake)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            for k, v in losses.items():
-                sums[k] += float(v.detach())
-            sums["d"] += d_loss.item()
-            if step % train_cfg.log_every == 0 or step == train_cfg.steps:
-                row = {"step": step, "seconds": time.perf_counter() - t0,
-                       **{k: v / (step - (history[-1]["step"] if history else 0)) for k, v in sums.items()}}
-                history.append(row)
-                sums.clear()
-                log(f"step {step}/{train_cfg.steps} ({row['seconds']:.0f} s): " + ", ".join(
-                    f"{k} {row[k]:.4f}" for k in ("l1", "reading", "agree", "adv", "identity", "d")))
-            if train_cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * train_cfg.max_minutes:
-                log(f"stopping after {step} steps: --max-minutes {train_cfg.max_minutes} reached")
-                break
-    finally:
-        for p, req in zip(cnn.parameters(), frozen, strict=True):
-            p.requires_grad_(req)
+    for step in range(1, train_cfg.steps + 1):
+        for opt, base in ((opt_g, train_cfg.lr_g), (opt_d, train_cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * _lr_factor(step - 1, train_cfg)
+        idx = torch.randint(n, (train_cfg.batch_size,), generator=gen)
+        x = pairs.inputs[idx].to(device).float()
+        y = pairs.targets[idx].to(device).float()
+        losses, fake = generator_losses(g, d, cnn, x, y, train_cfg.loss_weights)
+        opt_g.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        opt_g.step()
+        d_loss = discriminator_loss(d, y, fake)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        for k, v in losses.items():
+            sums[k] += float(v.detach())
+        sums["d"] += d_loss.item()
+        if step % train_cfg.log_every == 0 or step == train_cfg.steps:
+            row = {"step": step, "seconds": time.perf_counter() - t0,
+                   **{k: v / (step - (history[-1]["step"] if history else 0)) for k, v in sums.items()}}
+            history.append(row)
+            sums.clear()
+            log(f"step {step}/{train_cfg.steps} ({row['seconds']:.0f} s): " + ", ".join(
+                f"{k} {row[k]:.4f}" for k in ("l1", "reading", "agree", "adv", "identity", "d")))
+        if train_cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * train_cfg.max_minutes:
+            log(f"stopping after {step} steps: --max-minutes {train_cfg.max_minutes} reached")
+            break
     g.eval()
     d.eval()
     return GANTrainResult(g, d, history, {"train_s": time.perf_counter() - t0,

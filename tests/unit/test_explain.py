@@ -17,7 +17,7 @@ CLASSES = ["blues", "jazz", "rock"]
 CNN = CNNBundle(classes=tuple(CLASSES), feature_config=FeatureConfig(), cnn_config=CNNConfig(),
                 voting=VotingConfig(tau=0.85, margin=0.8), feature_version="fv-1", version="cnn-1")
 GAN = GANBundle(classes=tuple(CLASSES), model_config=GANModelConfig(), cnn_version="cnn-1", feature_version="fv-1",
-                feature_config=FeatureConfig(), n_mels=128, n_frames=128,
+                feature_config=FeatureConfig(), n_features=128, n_frames=128,
                 refine=RefineParams(gan_weight=0.5, threshold=0.6), version="gan-1")
 
 

@@ -26,7 +26,7 @@ from genre_core.training.gan import (
     train_gan,
 )
 
-TINY = GANModelConfig(g_channels=4, g_downsamples=1, g_res_blocks=1, d_channels=8, d_layers=2)
+TINY = GANModelConfig(g_channels=8, g_res_blocks=1, g_kernel=3, d_channels=8, d_layers=2)
 FEATURES = FeatureConfig(n_mels=16, slice_frames=16, slice_hop_frames=16)
 CLASSES = ("blues", "jazz", "rock")
 
@@ -41,39 +41,49 @@ def _perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def _cnn(n_frames: int = 16) -> SliceCNN:
+    """A slice CNN on 16 mel bands: its GAN features are the slices themselves ([B, 16, T])."""
     torch.manual_seed(0)
-    return SliceCNN(3, CNNConfig(channels=(4, 8), dropout=0.0), n_mels=16, n_frames=n_frames).eval()
+    return SliceCNN(3, CNNConfig(channels=(4, 8), dropout=0.0, precision="fp32"), n_mels=16,
+                    n_frames=n_frames).eval()
 
 
 # ---- networks ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("frames", [16, 15, 187])
 def test_untrained_generator_is_the_identity_at_any_length(frames: int) -> None:
-    g = Generator(TINY, n_mels=16).eval()
-    x = torch.randn(3, 1, 16, frames)
-    torch.testing.assert_close(g(x), x, rtol=0, atol=0)
-    torch.testing.assert_close(g(x[:, 0]), x, rtol=0, atol=0)  # [B, M, T] accepted too
+    g = Generator(TINY, n_features=16).eval()
+    f = torch.randn(3, 16, frames)
+    torch.testing.assert_close(g(f), f, rtol=0, atol=0)
     g = _perturbed(g)
-    y = g(x)
-    assert y.shape == x.shape and not torch.allclose(y, x)   # lengths the strides do not divide: cropped back
-    torch.testing.assert_close(g.delta(x), y - x)
+    y = g(f)
+    assert y.shape == f.shape and not torch.allclose(y, f)
+    torch.testing.assert_close(g.delta(f), y - f)
 
 
 def test_generator_and_discriminator_refuse_other_shapes() -> None:
-    with pytest.raises(ValueError, match="divisible"):
-        Generator(GANModelConfig(g_downsamples=3), n_mels=20)
-    with pytest.raises(ValueError, match="expected slices"):
-        Generator(TINY, n_mels=16)(torch.randn(2, 1, 8, 16))
-    d = PatchDiscriminator(TINY, n_mels=16)
-    out = d(torch.randn(2, 1, 16, 32))
-    assert out.dim() == 4 and out.shape[0] == 2 and out.shape[1] == 1 and out.shape[2] * out.shape[3] > 1  # patches
+    with pytest.raises(ValueError, match="odd"):
+        Generator(GANModelConfig(g_kernel=4), n_features=16)
+    with pytest.raises(ValueError, match="expected GAN features"):
+        Generator(TINY, n_features=16)(torch.randn(2, 8, 16))
+    with pytest.raises(ValueError, match="expected GAN features"):
+        Generator(TINY, n_features=16)(torch.randn(2, 1, 16, 16))
+    out = PatchDiscriminator(TINY, n_features=16)(torch.randn(2, 16, 32))
+    assert out.shape == (2, 1, 8)  # a logit per stretch of frames: 32 / 2 / 2
+
+
+def test_the_cnn_reads_its_gan_features_as_it_reads_the_slices() -> None:
+    cnn = _cnn()
+    x = torch.randn(4, 1, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(cnn.logits_from_gan_features(cnn.gan_features(x)), cnn(x))
+    assert cnn.gan_features(x).shape == (4, cnn.n_gan_features, 16)
 
 
 # ---- losses and training -------------------------------------------------------------------------------------
 
 def test_losses_are_zero_for_the_identity_on_clean_slices_and_see_the_degradation() -> None:
-    cnn, g, d = _cnn(), Generator(TINY, n_mels=16).eval(), PatchDiscriminator(TINY, n_mels=16)
-    y = torch.randn(4, 1, 16, 16)
+    cnn, g, d = _cnn(), Generator(TINY, n_features=16).eval(), PatchDiscriminator(TINY, n_features=16)
+    y = torch.randn(4, 16, 16)
     losses, fake = generator_losses(g, d, cnn, y, y, GANLossWeights())
     torch.testing.assert_close(fake, y)
     assert losses["l1"].item() == 0.0 and losses["identity"].item() == 0.0 and abs(losses["reading"].item()) < 1e-6
@@ -84,20 +94,21 @@ def test_losses_are_zero_for_the_identity_on_clean_slices_and_see_the_degradatio
 def _band_pairs(n: int = 64, frames: int = 16) -> Pairs:
     """Inputs = clean targets with the low bands boosted and the high ones cut: what G must learn to undo."""
     rng = np.random.default_rng(0)
-    clean = torch.from_numpy(rng.standard_normal((n, 1, 16, frames)).astype(np.float32))
-    tilt = torch.linspace(1.0, -1.0, 16).view(1, 1, 16, 1)
-    return Pairs(inputs=clean + tilt, targets=clean)
+    clean = torch.from_numpy(rng.standard_normal((n, 16, frames)).astype(np.float32))
+    tilt = torch.linspace(1.0, -1.0, 16).view(1, 16, 1)
+    return Pairs(inputs=(clean + tilt).half(), targets=clean.half())  # stored in float16, trained in float32
 
 
 def test_train_gan_learns_to_undo_a_degradation_with_the_cnn_frozen() -> None:
-    pairs, cnn = _band_pairs(), _cnn(n_frames=8)
+    pairs, cnn = _band_pairs(), _cnn()
     before = {k: v.clone() for k, v in cnn.state_dict().items()}
-    cfg = GANTrainConfig(seed=0, steps=80, batch_size=8, crop_frames=8, lr_g=2e-3, lr_d=2e-3, log_every=1000)
+    cfg = GANTrainConfig(seed=0, steps=80, batch_size=8, lr_g=2e-3, lr_d=2e-3, log_every=1000)
     res = train_gan(pairs, cnn, TINY, cfg, log=lambda _: None)
     assert res.steps_done == 80 and not res.generator.training
+    x, y = pairs.inputs.float(), pairs.targets.float()
     with torch.no_grad():
-        after = (res.generator(pairs.inputs) - pairs.targets).abs().mean().item()
-    start = (pairs.inputs - pairs.targets).abs().mean().item()
+        after = (res.generator(x) - y).abs().mean().item()
+    start = (x - y).abs().mean().item()
     assert after < 0.5 * start, (start, after)
     for k, v in cnn.state_dict().items():  # the CNN is never trained
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
@@ -109,13 +120,13 @@ def test_train_gan_learns_to_undo_a_degradation_with_the_cnn_frozen() -> None:
 
 def test_train_gan_refuses_bad_inputs() -> None:
     pairs, cnn = _band_pairs(8), _cnn()
-    with pytest.raises(ValueError, match="longer than"):
-        train_gan(pairs, cnn, TINY, GANTrainConfig(steps=1, crop_frames=32), log=lambda _: None)
     with pytest.raises(ValueError, match="eval mode"):
-        train_gan(pairs, cnn.train(), TINY, GANTrainConfig(steps=1, crop_frames=8), log=lambda _: None)
+        train_gan(pairs, cnn.train(), TINY, GANTrainConfig(steps=1), log=lambda _: None)
     with pytest.raises(ValueError, match="pairs disagree"):
-        train_gan(Pairs(pairs.inputs, pairs.targets[:4]), cnn.eval(), TINY, GANTrainConfig(steps=1, crop_frames=8),
+        train_gan(Pairs(pairs.inputs, pairs.targets[:4]), cnn.eval(), TINY, GANTrainConfig(steps=1),
                   log=lambda _: None)
+    with pytest.raises(ValueError, match="no training pairs"):
+        train_gan(Pairs(pairs.inputs[:0], pairs.targets[:0]), cnn, TINY, GANTrainConfig(steps=1), log=lambda _: None)
 
 
 # ---- refine parameters on validation songs ---------------------------------------------------------------------
@@ -154,14 +165,14 @@ def test_choose_refine_params_follows_the_evidence() -> None:
 
 def _meta(**kw) -> GANBundle:
     base = dict(classes=CLASSES, model_config=TINY, cnn_version="cnn-1", feature_version="fv-a",
-                feature_config=FEATURES, n_mels=16, n_frames=16, refine=RefineParams(0.4, 0.55),
+                feature_config=FEATURES, n_features=16, n_frames=16, refine=RefineParams(0.4, 0.55),
                 train_config=GANTrainConfig(seed=7), metrics={"timings": {"train_s": 1.0}})
     base.update(kw)
     return GANBundle(**base)
 
 
 def test_bundle_round_trip_same_translations(tmp_path: Path) -> None:
-    g, d = _perturbed(Generator(TINY, n_mels=16)), _perturbed(PatchDiscriminator(TINY, n_mels=16), 1)
+    g, d = _perturbed(Generator(TINY, n_features=16)), _perturbed(PatchDiscriminator(TINY, n_features=16), 1)
     saved = save_gan_bundle(str(tmp_path / "gan"), g, d, _meta())
     assert saved.version.startswith("gan-") and saved.cnn_version == "cnn-1"
     raw = json.loads((tmp_path / "gan" / "bundle.json").read_text())
@@ -170,9 +181,9 @@ def test_bundle_round_trip_same_translations(tmp_path: Path) -> None:
     g2, meta = load_gan_bundle(str(tmp_path / "gan"), cnn_version="cnn-1", feature_version="fv-a")
     assert not g2.training and meta.refine == RefineParams(0.4, 0.55)
     assert meta.model_config == TINY and meta.feature_config == FEATURES and meta.classes == CLASSES
-    x = torch.randn(3, 1, 16, 16)
+    f = torch.randn(3, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(g(x), g2(x), rtol=0, atol=0)
+        torch.testing.assert_close(g(f), g2(f), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("cnn_version", "feature_version", "match"), [
@@ -181,7 +192,7 @@ def test_bundle_round_trip_same_translations(tmp_path: Path) -> None:
 ])
 def test_bundle_refuses_another_cnn_or_feature_version(tmp_path: Path, cnn_version: str, feature_version: str,
                                                        match: str) -> None:
-    save_gan_bundle(str(tmp_path / "gan"), Generator(TINY, n_mels=16), None, _meta())
+    save_gan_bundle(str(tmp_path / "gan"), Generator(TINY, n_features=16), None, _meta())
     with pytest.raises(GANBundleMismatch, match=match):
         load_gan_bundle(str(tmp_path / "gan"), cnn_version=cnn_version, feature_version=feature_version)
 
@@ -190,7 +201,7 @@ def test_bundle_refuses_other_kinds_tampering_old_designs_and_missing_names(tmp_
     save_bundle(str(tmp_path / "cnn"), "cnn", {"w": torch.zeros(2)}, {"classes": list(CLASSES)})
     with pytest.raises(BundleError, match="kind 'cnn'"):
         load_gan_bundle(str(tmp_path / "cnn"), cnn_version="cnn-1", feature_version="fv-a")
-    save_gan_bundle(str(tmp_path / "gan"), Generator(TINY, n_mels=16), None, _meta())
+    save_gan_bundle(str(tmp_path / "gan"), Generator(TINY, n_features=16), None, _meta())
     weights = tmp_path / "gan" / "weights.safetensors"
     blob = bytearray(weights.read_bytes())
     blob[-1] ^= 0xFF
@@ -199,11 +210,12 @@ def test_bundle_refuses_other_kinds_tampering_old_designs_and_missing_names(tmp_
         load_gan_bundle(str(tmp_path / "gan"), cnn_version="cnn-1", feature_version="fv-a")
     old = _meta().to_json()
     old["refine"] = {"top_k": 2, "cost_weight": 4.0, "threshold": 0.55}  # the conditional translator's rule
+    old["n_mels"] = old.pop("n_features")  # and its generator on log-mel slices
     save_bundle(str(tmp_path / "old"), "gan", {"generator.w": torch.zeros(1)}, old)
     with pytest.raises(BundleError, match="older design"):
         load_gan_bundle(str(tmp_path / "old"), cnn_version="cnn-1", feature_version="fv-a")
     with pytest.raises(BundleError, match="must name the CNN bundle"):
-        save_gan_bundle(str(tmp_path / "x"), Generator(TINY, n_mels=16), None, _meta(cnn_version=""))
+        save_gan_bundle(str(tmp_path / "x"), Generator(TINY, n_features=16), None, _meta(cnn_version=""))
 
 
 def test_log_mel_cache_round_trip(tmp_path: Path) -> None:

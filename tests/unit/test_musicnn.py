@@ -134,3 +134,19 @@ def test_missing_files_and_unfit_weights_are_refused(tmp_path: Path) -> None:
         load_backbone(str(target))
     with pytest.raises(BundleError, match="backbone.json not found"):
         load_backbone(str(tmp_path / "nothing"))
+
+
+def test_back_end_of_front_end_is_the_network_and_passes_gradients(backbone: tuple[Musicnn, dict]) -> None:
+    model, _ = backbone
+    model.eval()
+    x = torch.rand(2, 96, 187) * 4
+    with torch.inference_mode():
+        f = model.front_end(x)
+        assert f.shape == (2, model.n_front, 187) == (2, 561, 187)
+        for a, b in zip(model.back_end(f), model(x), strict=True):
+            torch.testing.assert_close(a, b)
+    model.eval()  # rebuilds the fast-path tensors outside inference mode, so that autograd may use them
+    f = f.clone().requires_grad_(True)
+    model.back_end(f)[0].sum().backward()
+    assert f.grad is not None and float(f.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in model.parameters())  # only the input gets a gradient here

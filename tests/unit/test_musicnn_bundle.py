@@ -66,3 +66,19 @@ def test_precision_is_the_bundles_and_bf16_stays_close_to_fp32(tmp_path: Path) -
     assert 0.0 < deviation < 0.5  # bf16 arithmetic did run, and it reads the patches as fp32 does
     pooled = (bf16[:, n:] - fp32[:, n:]).abs() / loaded.head.pooled_std  # in the head's standardised units
     assert float(pooled.max()) < 0.5
+
+
+def test_the_gan_features_are_the_front_end_and_the_rest_of_the_network_reads_them() -> None:
+    model, _ = new_genre_model(str(BACKBONE), GENRES, precision="fp32")
+    with torch.no_grad():
+        model.head.pooled_weight.normal_(0.0, 0.05)
+    model.eval()
+    x = torch.rand(3, 96, 187) * 4
+    with torch.inference_mode():
+        f = model.gan_features(x.unsqueeze(1))
+        assert f.shape == (3, model.n_gan_features, 187) == (3, 561, 187) and f.dtype == torch.float32
+        torch.testing.assert_close(model.logits_from_gan_features(f), model(x), atol=1e-4, rtol=1e-4)
+    model.eval()  # outside inference mode again: the GAN's losses back-propagate through the rest of the network
+    f = f.clone().requires_grad_(True)
+    model.logits_from_gan_features(f).sum().backward()
+    assert f.grad is not None and float(f.grad.abs().sum()) > 0

@@ -11,23 +11,26 @@ from torch import nn
 from genre_core.config import CNNConfig
 from genre_core.models.cnn import SliceCNN
 from genre_core.models.gan import GANModelConfig, Generator
-from genre_core.refine import RefineParams, decide, gan_votes, refine_songs, standardize_slices, vote_shares
+from genre_core.refine import RefineParams, decide, gan_votes, refine_songs, vote_shares
 
 
 class MeanCNN(nn.Module):
-    """Reads genre j from a slice whose mean value is j (sharply)."""
+    """Reads genre j from a slice whose mean value is j (sharply); its GAN features are the slice's mel bands."""
 
     def __init__(self, n_classes: int) -> None:
         super().__init__()
         self.n_classes = n_classes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = x.flatten(1).mean(dim=1, keepdim=True)
-        return -20.0 * (m - torch.arange(self.n_classes, dtype=x.dtype)) ** 2
+    def gan_features(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0] if x.dim() == 4 else x
+
+    def logits_from_gan_features(self, f: torch.Tensor) -> torch.Tensor:
+        m = f.flatten(1).mean(dim=1, keepdim=True)
+        return -20.0 * (m - torch.arange(self.n_classes, dtype=f.dtype)) ** 2
 
 
 class Shift(nn.Module):
-    """G(x) = x + shift: moves every slice's mean by ``shift``; counts the slices it is given."""
+    """G(f) = f + shift: moves every slice's mean by ``shift``; counts the slices it is given."""
 
     def __init__(self, shift: float) -> None:
         super().__init__()
@@ -75,8 +78,8 @@ def test_combined_votes_threshold_and_ties() -> None:
 
 def test_identity_generator_at_threshold_zero_is_the_forced_vote() -> None:
     torch.manual_seed(0)
-    cnn = SliceCNN(3, CNNConfig(channels=(4, 8), dropout=0.0), n_mels=16, n_frames=12).eval()
-    identity = Generator(GANModelConfig(g_channels=4, g_downsamples=1, g_res_blocks=1), n_mels=16).eval()
+    cnn = SliceCNN(3, CNNConfig(channels=(4, 8), dropout=0.0, precision="fp32"), n_mels=16, n_frames=12).eval()
+    identity = Generator(GANModelConfig(g_channels=8, g_res_blocks=1), n_features=cnn.n_gan_features).eval()
     rng = np.random.default_rng(0)
     songs = [rng.standard_normal((int(rng.integers(1, 5)), 16, 12)).astype(np.float32) for _ in range(6)]
     with torch.inference_mode():
@@ -103,8 +106,8 @@ def test_only_unclassified_songs_reach_the_models_and_others_are_never_changed()
 
 def test_batching_across_songs_does_not_change_the_votes() -> None:
     torch.manual_seed(1)
-    cnn = SliceCNN(3, CNNConfig(channels=(4, 8), dropout=0.0), n_mels=16, n_frames=12).eval()
-    gen = Generator(GANModelConfig(g_channels=4, g_downsamples=1, g_res_blocks=1), n_mels=16)
+    cnn = SliceCNN(3, CNNConfig(channels=(4, 8), dropout=0.0, precision="fp32"), n_mels=16, n_frames=12).eval()
+    gen = Generator(GANModelConfig(g_channels=8, g_res_blocks=1), n_features=cnn.n_gan_features)
     with torch.no_grad():
         for p in gen.parameters():
             p.add_(0.1 * torch.randn_like(p))  # a generator that changes its input
@@ -125,10 +128,3 @@ def test_models_in_training_mode_and_bad_slices_are_refused() -> None:
         gan_votes([np.zeros((0, 8, 6), np.float32)], Shift(0.0).eval(), cnn.eval())
     with pytest.raises(ValueError, match="NaN"):
         gan_votes([np.full((1, 8, 6), np.nan, np.float32)], Shift(0.0).eval(), cnn.eval())
-
-
-def test_standardize_slices() -> None:
-    x = torch.randn(3, 1, 8, 6) * 5 + 2
-    y = standardize_slices(x)
-    torch.testing.assert_close(y.flatten(1).mean(1), torch.zeros(3), atol=1e-5, rtol=0)
-    torch.testing.assert_close(y.flatten(1).std(1, unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
