@@ -273,6 +273,7 @@ def training_pairs(songs: pd.DataFrame, cnn_url: str, cnn_version: str, fc: Feat
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=PAIRS_PER_CALL, batch_format="numpy")
     out, kw = _arrow_args(url)
     ds.write_parquet(out, **kw)
+    fs.invalidate_cache(path)  # written by other processes
     owners = read_pairs(url, ["track_id"]) if fs.exists(path) else None
     n_pairs = owners.count() if owners is not None else 0
     if n_pairs == 0:
@@ -394,6 +395,7 @@ def _run_gan(args: argparse.Namespace) -> int:
 
     import torch
 
+    from genre_core import storage
     from genre_core.artifacts import load_cnn_bundle
     from genre_core.config import to_dict
     from genre_core.models.cnn import pick_device
@@ -409,7 +411,10 @@ def _run_gan(args: argparse.Namespace) -> int:
     if args.checkpoint_every < 1:
         raise ValueError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
     torch.set_num_threads(max(1, args.threads))
-    cnn, cnn_meta = load_cnn_bundle(args.cnn)
+    # the Ray workers and actors do not run in this directory: they get absolute paths
+    cnn_url = storage.absolute(args.cnn)
+    audio_root = storage.absolute(args.audio_root) if args.audio_root else None
+    cnn, cnn_meta = load_cnn_bundle(cnn_url)
     fc = cnn_meta.feature_config
     res = load_train_resources(args.resources)
     print(f"CNN bundle {cnn_meta.version} ({len(cnn_meta.classes)} classes, {cnn_meta.feature_version})", flush=True)
@@ -418,19 +423,21 @@ def _run_gan(args: argparse.Namespace) -> int:
     init_ray(include_dashboard=True)
 
     t0 = time.perf_counter()
-    pairs_url, pairs = training_pairs(songs, args.cnn, cnn_meta.version, fc, hop, res, args.checkpoints,
-                                      args.audio_root)
+    pairs_url, pairs = training_pairs(songs, cnn_url, cnn_meta.version, fc, hop, res, args.checkpoints, audio_root)
     phases["pairs"] = time.perf_counter() - t0
     print(f"{pairs['n_pairs']} training pairs from {pairs['n_songs']} songs (hop {hop} frames) in {pairs_url}; "
           f"{phases['pairs']:.1f} s", flush=True)
 
+    if pairs["n_pairs"] // res.workers < args.batch_size:
+        raise ValueError(f"{pairs['n_pairs']} training pairs give each of the {res.workers} workers less than one "
+                         f"batch of {args.batch_size}: use fewer workers or a smaller --batch-size")
     model_cfg = GANModelConfig()
     train_cfg = dataclasses.replace(GANTrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size,
                                     max_minutes=args.max_minutes)
     name = run_name(pairs_url, json.dumps(to_dict(train_cfg), sort_keys=True),
                     json.dumps(to_dict(model_cfg), sort_keys=True), str(args.resources), args.out)
     t0 = time.perf_counter()
-    fitted = fit(pairs_url, args.cnn, cnn.n_gan_features, model_cfg, train_cfg, res,
+    fitted = fit(pairs_url, cnn_url, cnn.n_gan_features, model_cfg, train_cfg, res,
                  checkpoint_every=args.checkpoint_every, checkpoints=args.checkpoints, name=name)
     state = fitted.state
     phases["train"] = time.perf_counter() - t0
