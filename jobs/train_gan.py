@@ -76,7 +76,8 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size,
                         help=f"pairs per step on each worker ({d.batch_size})")
     parser.add_argument("--max-minutes", type=float, default=d.max_minutes,
-                        help="stop training after this wall time even if steps remain")
+                        help="stop training after this many minutes of it (summed over the runs that resumed it) "
+                             "even if steps remain")
     parser.add_argument("--pair-hop", type=int, default=None,
                         help="frames between the starts of training pairs (default: a slice, no overlap)")
     parser.add_argument("--checkpoint-every", type=int, default=250,
