@@ -88,6 +88,7 @@ class TrainResources:
     num_gpus: float = 0           # per worker; > 0: the workers train on GPUs
     torch_threads: int = 1        # per worker
     shuffle_buffer: int = 2048    # slices in each worker's local shuffle buffer (mixes slices of many songs)
+    gan_shuffle_buffer: int = 256  # train gan: pairs in each worker's local shuffle buffer (musicnn's: 420 KB a pair)
     max_failures: int = 3         # restarts of the worker group from the last checkpoint after a worker died
     decode: TrainDecodeResources = field(default_factory=TrainDecodeResources)
 

@@ -11,7 +11,7 @@ their figures go into the bundle's metrics.
 Runs on Ray (RAY_ADDRESS, as `ray job submit` sets, or a new local Ray): the slice CNN on Ray Train, its songs
 decoded by Ray Data and streamed to --resources' DDP workers, checkpointed every epoch under --checkpoints (a
 rerun of the same training resumes from its last checkpoint); the musicnn head on backbone outputs that Ray Data
-computes once and stores as Parquet beside the checkpoints.
+computes once and stores as Parquet beside the checkpoints. `train gan` runs on Ray Train too (its own --help).
 
 Examples:
   genre-job train cnn --catalog data/corpus/catalog.parquet --out models/default/cnn --config configs/default.yaml

@@ -1,17 +1,37 @@
-"""Train the GAN stage's generator on paired renders and write a GAN bundle.
+"""Train the GAN stage's generator on paired renders, on Ray Train, and write a GAN bundle.
 
 The generator is tied to one CNN bundle (--cnn): it works on that bundle's features and learns with that
 CNN frozen (genre_core.training.gan). Its training pairs come from the catalog's split 'train': each song's
 audio (input) and the same composition rendered through a reference soundfont without effects (target,
-column reference_uri: `genre-job make-catalog --reference-soundfont fluidr3`). The refine parameters
-(gan_weight, threshold; genre_core.refine) are then chosen on validation songs: the split 'val' of the
-catalog, or every song of --tune-catalog (songs like the ones the stage will meet, e.g. of another
-soundfont); 'test' songs are never used. The bundle names the CNN bundle's version and the feature_version,
-and loading it with another CNN refuses. Log-mels are decoded once and cached under --cache-dir.
+column reference_uri: `genre-job make-catalog --reference-soundfont fluidr3`).
+
+Runs on Ray (RAY_ADDRESS, as `ray job submit` sets, or a new local Ray), as `genre-job train cnn` does:
+
+    train songs with a reference_uri --> decode actor pool (PairSlices: both renders decoded, log-mel, aligned
+      slices every --pair-hop frames) --> CNN actor pool (PairFeatures: the frozen CNN's GAN features of input and
+      target, float16) --> Parquet under CHECKPOINTS/gan-pairs-KEY/ (written once: a rerun, or another training on
+      the same pairs, reads them back)
+    the Parquet files --> split over --resources' workers --> each worker: iter_torch_batches (a local shuffle
+      buffer of resources.gan_shuffle_buffer pairs) --> GANTrainLoop, G and D under DDP (gloo on CPUs, NCCL on
+      GPUs), the frozen CNN loaded in each worker (never trained nor wrapped)
+    every --checkpoint-every steps: rank 0 writes G, D, their optimisers and the step as a Ray Train checkpoint
+      under --checkpoints (local or s3://); a worker that dies restarts the group from it, and a rerun of the same
+      training resumes from its last one
+
+A worker holds its shuffle buffer and a few blocks in flight, never the training pairs: its memory does not grow
+with the catalog. --batch-size is per worker (a step takes workers x batch-size pairs).
+
+The refine parameters (gan_weight, threshold; genre_core.refine) are then chosen by the driver on validation
+songs: the split 'val' of the catalog, or every song of --tune-catalog (songs like the ones the stage will meet,
+e.g. of another soundfont); 'test' songs are never used. Their log-mels are decoded by --workers processes and
+cached under --cache-dir. The bundle names the CNN bundle's version and the feature_version, and loading it with
+another CNN refuses.
 
 Examples:
   genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --out data/paired
   genre-job train gan --cnn models/default/cnn --catalog data/paired/catalog.parquet --out models/default/gan
+  python -m jobs.train gan --cnn s3://bucket/models/v2/cnn --catalog s3://bucket/paired/ \\
+      --out s3://bucket/models/v2/gan --resources configs/train-cluster.yaml --checkpoints s3://bucket/checkpoints
 """
 
 from __future__ import annotations
@@ -22,8 +42,10 @@ import json
 import multiprocessing as mp
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +54,9 @@ import pandas as pd
 from genre_core.config import ConfigError, FeatureConfig
 
 DEFAULT_CACHE_DIR = "/tmp/genre-tagger-cache"
-REFERENCE_SUFFIX = "#reference"  # cache key of a song's reference render
+STATE_FILE = "state.pt"
+PAIRS_FOLDER = "gan-pairs"
+PAIRS_PER_CALL = 64           # pairs per call of the CNN actors (PairFeatures)
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -49,24 +73,39 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
                              "split 'val' of --catalog")
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--steps", type=int, default=d.steps, help=f"training steps ({d.steps})")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help=f"pairs per step on each worker ({d.batch_size})")
     parser.add_argument("--max-minutes", type=float, default=d.max_minutes,
-                        help="stop training after this wall time even if steps remain")
+                        help="stop training after this many minutes of it (summed over the runs that resumed it) "
+                             "even if steps remain")
     parser.add_argument("--pair-hop", type=int, default=None,
                         help="frames between the starts of training pairs (default: a slice, no overlap)")
+    parser.add_argument("--checkpoint-every", type=int, default=250,
+                        help="steps between checkpoints (G, D, their optimisers and the step; 250)")
+    parser.add_argument("--resources", default=None,
+                        help="YAML whose resources: section sizes the Ray Train workers and the actor pools that "
+                             "compute the pairs (configs/train-local.yaml, configs/train-cluster.yaml; default: 2 "
+                             "CPU workers)")
+    parser.add_argument("--checkpoints", default=os.path.expanduser("~/ray_results"),
+                        help="where the training pairs (Parquet) and the checkpoints go, local or s3:// (shared "
+                             "storage on a multi-node cluster); a rerun of the same training resumes there "
+                             "(default ~/ray_results)")
     parser.add_argument("--refine-min-songs", type=int, default=40,
                         help="validation songs used to choose the refine parameters: the unclassified ones, "
                              "topped up with the most ambiguous classified ones to this many (40)")
     parser.add_argument("--wrong-penalty", type=float, default=1.0,
                         help="the refine threshold maximises right - penalty * wrong on validation (1.0)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="feature worker processes")
-    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="where decoded log-mels are cached")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes that decode the validation songs (in the driver)")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
+                        help="where the validation songs' decoded log-mels are cached")
     parser.add_argument("--audio-root", default=None, help="if set, every audio_uri must lie inside it")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="torch threads for training (use 1 on a machine shared with other jobs)")
+                        help="torch threads of the driver, which scores the validation songs (use 1 on a machine "
+                             "shared with other jobs; the workers' come from --resources)")
 
 
-# ---- log-mel cache ---------------------------------------------------------------------------------------
+# ---- the validation songs' log-mels (driver): a local cache ----------------------------------------------
 
 _W: dict[str, Any] = {}
 
@@ -166,6 +205,182 @@ def load_catalog_mels(
     return df[keep].reset_index(drop=True), mels
 
 
+# ---- training pairs: Ray Data -> Parquet -------------------------------------------------------------------
+
+def pair_songs(catalog: pd.DataFrame) -> pd.DataFrame:
+    """The train songs with a genre and a reference render (track_id, audio_uri, reference_uri)."""
+    if "reference_uri" not in catalog.columns:
+        raise ValueError("the catalog has no reference_uri column: render it with `genre-job make-catalog "
+                         "--reference-soundfont NAME` (the clean targets of the GAN's training pairs)")
+    split = catalog["split"] if "split" in catalog.columns else pd.Series("train", index=catalog.index)
+    rows = catalog[(split == "train") & catalog["reference_uri"].notna() & catalog["genre"].notna()]
+    if rows.empty:
+        raise ValueError("the catalog has no 'train' songs with a reference_uri")
+    return rows[["track_id", "audio_uri", "reference_uri"]].astype(str).reset_index(drop=True)
+
+
+def _arrow_args(url: str) -> tuple[str, dict[str, Any]]:
+    """(path, keyword arguments) for Ray Data's Parquet reader and writer: a local folder, or s3:// through the
+    project's S3 settings (genre_core/storage.py)."""
+    from genre_core import storage
+
+    if not url.startswith("s3://"):
+        return os.path.abspath(url), {}
+    import pyarrow.fs
+
+    return url[len("s3://"):], {"filesystem": pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(
+        storage.s3_filesystem()))}
+
+
+def read_pairs(url: str, columns: list[str]) -> Any:
+    """The pairs' Parquet files as a Ray Dataset of ``columns``, its files in a new order every epoch."""
+    import ray
+
+    path, kw = _arrow_args(url)
+    return ray.data.read_parquet(path, shuffle="files", **kw).select_columns(columns)
+
+
+def training_pairs(songs: pd.DataFrame, cnn_url: str, cnn_version: str, fc: FeatureConfig, hop: int, res: Any,
+                   checkpoints: str, audio_root: str | None) -> tuple[str, dict[str, Any]]:
+    """The training pairs' Parquet folder (``track_id``; ``inputs``, ``targets`` ``[C, n_frames]`` float16) and what
+    it holds (n_pairs, n_songs). Named after the CNN bundle, the hop and the songs, and written once: a rerun reads
+    the folder back; a folder without its ``.json`` record (an earlier run stopped while writing it) is written
+    again."""
+    import ray
+
+    from genre_core import storage
+    from genre_core.training.data import PairFeatures, PairSlices
+    from jobs.train_cnn import decode_pool
+
+    key = hashlib.sha256("\n".join([cnn_version, str(hop), str(audio_root), *(
+        "\t".join(r) for r in songs.itertuples(index=False))]).encode()).hexdigest()[:12]
+    url = storage.join(storage.absolute(checkpoints), f"{PAIRS_FOLDER}-{key}")
+    fs, path = storage.filesystem(url)
+    if fs.exists(path + ".json"):
+        info = json.loads(storage.read_bytes(url + ".json"))
+        print(f"training pairs: reading {url} (written by an earlier run)", flush=True)
+        return url, info
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    use_gpu = res.num_gpus > 0
+    n = res.decode.songs_per_block
+    ds = ray.data.from_pandas([songs.iloc[i:i + n] for i in range(0, len(songs), n)]).map_batches(
+        PairSlices, fn_constructor_kwargs={"feature_cfg": fc, "hop_frames": hop, "root": audio_root},
+        **decode_pool(res))
+    ds = ds.map_batches(
+        PairFeatures, fn_constructor_kwargs={"cnn_url": cnn_url, "gpu_reserved": use_gpu,
+                                             "torch_threads": res.torch_threads},
+        compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
+        num_gpus=res.num_gpus if use_gpu else 0, batch_size=PAIRS_PER_CALL, batch_format="numpy")
+    out, kw = _arrow_args(url)
+    ds.write_parquet(out, **kw)
+    fs.invalidate_cache(path)  # written by other processes
+    owners = read_pairs(url, ["track_id"]) if fs.exists(path) else None
+    n_pairs = owners.count() if owners is not None else 0
+    if n_pairs == 0:
+        raise ValueError("no training pair could be built (every train song failed to decode or is too short)")
+    info = {"n_pairs": n_pairs, "n_songs": len(owners.unique("track_id")), "hop": hop, "cnn_version": cnn_version}
+    storage.write_bytes(url + ".json", json.dumps(info).encode())
+    return url, info
+
+
+# ---- training: Ray Train -------------------------------------------------------------------------------------
+
+def _batches(shard: Any, batch_size: int, buffer: int, device: Any) -> Iterator[tuple[Any, Any]]:
+    """(inputs, targets) batches of this worker's share of the pairs (float16), epoch after epoch: the workers get
+    equal shares, so each takes as many batches (DDP)."""
+    while True:
+        n = 0
+        for b in shard.iter_torch_batches(batch_size=batch_size, local_shuffle_buffer_size=max(buffer, batch_size),
+                                          drop_last=True, pin_memory=device.type == "cuda"):
+            n += 1
+            yield b["inputs"], b["targets"]
+        if n == 0:
+            raise ValueError(f"a worker's share of the training pairs is less than one batch of {batch_size}: use "
+                             "fewer workers or a smaller --batch-size")
+
+
+def _worker_loop(config: dict[str, Any]) -> None:
+    """One Ray Train worker: :class:`GANTrainLoop` over this worker's share of the pairs, a checkpoint every
+    ``checkpoint_every`` steps."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from genre_core.artifacts import load_cnn_bundle
+    from genre_core.training.gan import GANTrainLoop, frozen
+    from jobs.train_cnn import _max_over_workers, _peak_rss_mb
+
+    res = config["resources"]
+    torch.set_num_threads(res.torch_threads)
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = ray.train.torch.get_device()
+
+    def log(msg: str) -> None:
+        if rank == 0:
+            print(msg, flush=True)
+
+    cnn, _ = load_cnn_bundle(config["cnn"], device=device)
+    with frozen(cnn):
+        loop = GANTrainLoop(cnn, config["n_features"], config["model_cfg"], config["train_cfg"], device,
+                            wrap=ray.train.torch.prepare_model, log=log)
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                loop.load_state_dict(torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True))
+            loop.resumed_at.append(loop.step)
+            log(f"resumed from the checkpoint of step {loop.step}")
+        log(f"{ctx.get_world_size()} workers on {device}")
+        batches = _batches(ray.train.get_dataset_shard("train"), loop.cfg.batch_size, res.gan_shuffle_buffer, device)
+        every = config["checkpoint_every"]
+        while not loop.stopped:
+            loop.run(batches, until=(loop.step // every + 1) * every)
+            state = {**loop.state_dict(), "worker_peak_rss_mb": _max_over_workers(_peak_rss_mb(), device)}
+            with tempfile.TemporaryDirectory() as tmp:
+                saved = None
+                if rank == 0:
+                    torch.save(state, Path(tmp) / STATE_FILE)
+                    saved = ray.train.Checkpoint.from_directory(tmp)
+                ray.train.report({"step": loop.step, "train_s": loop.train_s,
+                                  "worker_peak_rss_mb": state["worker_peak_rss_mb"]}, checkpoint=saved)
+
+
+def fit(pairs_url: str, cnn_url: str, n_features: int, model_cfg: Any, train_cfg: Any, res: Any, *,
+        checkpoint_every: int, checkpoints: str, name: str) -> Any:
+    """Train G and D on Ray Train; the loop state of the last checkpoint (``jobs.train_cnn.Fitted``)."""
+    import torch
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from jobs.train_cnn import Fitted, _storage
+
+    use_gpu = res.num_gpus > 0
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"cnn": cnn_url, "n_features": n_features, "model_cfg": model_cfg, "train_cfg": train_cfg,
+                           "resources": res, "checkpoint_every": checkpoint_every},
+        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": res.num_cpus, **({"GPU": res.num_gpus}
+                                                                                    if use_gpu else {})}),
+        run_config=RunConfig(name=name, failure_config=FailureConfig(max_failures=res.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             logging_config=LoggingConfig(log_level="WARNING"), **_storage(checkpoints)),
+        datasets={"train": read_pairs(pairs_url, ["inputs", "targets"])},
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError("training ended without a checkpoint")
+    with result.checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+    return Fitted(state=state, checkpoint_path=result.checkpoint.path)
+
+
+def run_name(*parts: str) -> str:
+    """A run name that a rerun of the same training finds again (and resumes from its last checkpoint)."""
+    return "train-gan-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
 # ---- job ---------------------------------------------------------------------------------------------------
 
 def run(args: argparse.Namespace) -> int:
@@ -176,98 +391,96 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
-def training_pairs(catalog: pd.DataFrame, fc: FeatureConfig, cache_dir: str, workers: int, hop: int,
-                   root: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Input and target slices ``[N, n_mels, n_frames]`` of the same time spans of every train song with a
-    reference render, and the track_id of each pair."""
-    from genre_core.features import slice_mel
-
-    if "reference_uri" not in catalog.columns:
-        raise ValueError("the catalog has no reference_uri column: render it with `genre-job make-catalog "
-                         "--reference-soundfont NAME` (the clean targets of the GAN's training pairs)")
-    rows = catalog[(catalog["split"] == "train") & catalog["reference_uri"].notna() & catalog["genre"].notna()]
-    if rows.empty:
-        raise ValueError("the catalog has no 'train' songs with a reference_uri")
-    ids = rows["track_id"].tolist()
-    keys = ids + [t + REFERENCE_SUFFIX for t in ids]
-    uris = rows["audio_uri"].astype(str).tolist() + rows["reference_uri"].astype(str).tolist()
-    mels, errors = cached_log_mels(keys, uris, fc, cache_dir, workers, root)
-    if errors:
-        print(f"{len(errors)} training renders could not be decoded (their pairs are skipped), e.g. "
-              f"{next(iter(errors.items()))}", flush=True)
-    xs, ys, owners = [], [], []
-    for tid in ids:
-        if tid not in mels or tid + REFERENCE_SUFFIX not in mels:
-            continue
-        a, b = np.asarray(mels[tid]), np.asarray(mels[tid + REFERENCE_SUFFIX])
-        length = min(a.shape[1], b.shape[1])
-        if length < fc.slice_frames:
-            continue
-        xs.append(slice_mel(a[:, :length], fc, hop_frames=hop))
-        ys.append(slice_mel(b[:, :length], fc, hop_frames=hop))
-        owners += [tid] * len(xs[-1])
-    if not xs:
-        raise ValueError("no training pair could be built (every train song failed to decode or is too short)")
-    return np.concatenate(xs), np.concatenate(ys), owners
-
-
-def gan_features(cnn: Any, slices: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """The CNN's GAN features of ``slices`` ``[N, n_mels, n_frames]``, as float16 ``[N, C, n_frames]`` (half the
-    memory of float32; musicnn's are 210 KB a slice even so)."""
-    import torch
-
-    device = next(cnn.parameters()).device
-    out = np.empty((len(slices), cnn.n_gan_features, slices.shape[-1]), np.float16)
-    with torch.inference_mode():
-        for i in range(0, len(slices), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(slices[i:i + batch_size], np.float32)).to(device)
-            out[i:i + batch_size] = cnn.gan_features(x).cpu().numpy()
-    return out
-
-
 def _run_gan(args: argparse.Namespace) -> int:
     import dataclasses
 
     import torch
 
+    from genre_core import storage
     from genre_core.artifacts import load_cnn_bundle
-    from genre_core.features import slice_mel
-    from genre_core.inference import slice_probabilities
+    from genre_core.config import to_dict
     from genre_core.models.cnn import pick_device
-    from genre_core.models.gan import GANModelConfig
+    from genre_core.models.gan import GANModelConfig, Generator, PatchDiscriminator
     from genre_core.models.gan_bundle import GANBundle, save_gan_bundle
-    from genre_core.refine import gan_votes
     from genre_core.schema import read_catalog
-    from genre_core.training.gan import GANTrainConfig, Pairs, choose_refine_params, refine_tuning_set, train_gan
+    from genre_core.training.gan import GANTrainConfig
+    from jobs.label_pipeline import init_ray
+    from jobs.resources import load_train_resources
 
     t_all = time.perf_counter()
     phases: dict[str, float] = {}
+    if args.checkpoint_every < 1:
+        raise ValueError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
     torch.set_num_threads(max(1, args.threads))
-    device = pick_device()
-    cnn, cnn_meta = load_cnn_bundle(args.cnn, device=device)
+    # the Ray workers and actors do not run in this directory: they get absolute paths
+    cnn_url = storage.absolute(args.cnn)
+    audio_root = storage.absolute(args.audio_root) if args.audio_root else None
+    cnn, cnn_meta = load_cnn_bundle(cnn_url)
     fc = cnn_meta.feature_config
-    print(f"CNN bundle {cnn_meta.version} ({len(cnn_meta.classes)} classes, {cnn_meta.feature_version}); "
-          f"device {device}", flush=True)
+    res = load_train_resources(args.resources)
+    print(f"CNN bundle {cnn_meta.version} ({len(cnn_meta.classes)} classes, {cnn_meta.feature_version})", flush=True)
+    songs = pair_songs(read_catalog(args.catalog))
+    hop = args.pair_hop or fc.slice_frames
+    init_ray(include_dashboard=True)
 
     t0 = time.perf_counter()
-    catalog = read_catalog(args.catalog)
-    hop = args.pair_hop or fc.slice_frames
-    x, y, owners = training_pairs(catalog, fc, args.cache_dir, args.workers, hop, args.audio_root)
-    n_pairs = len(x)
-    pairs = Pairs(torch.from_numpy(gan_features(cnn, x)), torch.from_numpy(gan_features(cnn, y)))
-    del x, y
+    pairs_url, pairs = training_pairs(songs, cnn_url, cnn_meta.version, fc, hop, res, args.checkpoints, audio_root)
     phases["pairs"] = time.perf_counter() - t0
-    print(f"{n_pairs} training pairs from {len(set(owners))} songs (hop {hop} frames), GAN features "
-          f"{list(pairs.inputs.shape[1:])}; {phases['pairs']:.1f} s", flush=True)
+    print(f"{pairs['n_pairs']} training pairs from {pairs['n_songs']} songs (hop {hop} frames) in {pairs_url}; "
+          f"{phases['pairs']:.1f} s", flush=True)
 
+    if pairs["n_pairs"] // res.workers < args.batch_size:
+        raise ValueError(f"{pairs['n_pairs']} training pairs give each of the {res.workers} workers less than one "
+                         f"batch of {args.batch_size}: use fewer workers or a smaller --batch-size")
     model_cfg = GANModelConfig()
     train_cfg = dataclasses.replace(GANTrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size,
                                     max_minutes=args.max_minutes)
-    result = train_gan(pairs, cnn, model_cfg, train_cfg, log=lambda msg: print(msg, flush=True))
-    del pairs
-    phases["train"] = result.timings["train_s"]
+    name = run_name(pairs_url, json.dumps(to_dict(train_cfg), sort_keys=True),
+                    json.dumps(to_dict(model_cfg), sort_keys=True), str(args.resources), args.out)
+    t0 = time.perf_counter()
+    fitted = fit(pairs_url, cnn_url, cnn.n_gan_features, model_cfg, train_cfg, res,
+                 checkpoint_every=args.checkpoint_every, checkpoints=args.checkpoints, name=name)
+    state = fitted.state
+    phases["train"] = time.perf_counter() - t0
+    print(f"phase train: {phases['train']:.1f} s, {state['step']} steps; last checkpoint {fitted.checkpoint_path}"
+          + (f"; resumed at steps {state['resumed_at']}" if state["resumed_at"] else ""), flush=True)
+    generator = Generator(model_cfg, n_features=cnn.n_gan_features)
+    generator.load_state_dict(state["generator"])
+    discriminator = PatchDiscriminator(model_cfg, n_features=cnn.n_gan_features)
+    discriminator.load_state_dict(state["discriminator"])
 
     t0 = time.perf_counter()
+    device = pick_device()
+    refine, selection = _choose_refine(args, cnn.to(device), cnn_meta, generator.to(device).eval())
+    phases["select_refine"] = time.perf_counter() - t0
+    print(f"refine parameters (validation): {refine}; {selection['summary']}", flush=True)
+
+    meta = GANBundle(
+        classes=tuple(cnn_meta.classes), model_config=model_cfg, train_config=train_cfg,
+        cnn_version=cnn_meta.version, feature_version=cnn_meta.feature_version, feature_config=fc,
+        n_features=cnn.n_gan_features, n_frames=fc.slice_frames, refine=refine,
+        metrics={"history": state["history"], "steps_done": state["step"], "resumed_at": state["resumed_at"],
+                 "timings": {"train_s": state["train_s"], "s_per_step": state["train_s"] / max(state["step"], 1)},
+                 "selection": selection, "n_pairs": pairs["n_pairs"], "n_train_songs": pairs["n_songs"],
+                 "pairs": pairs_url, "phases_s": phases, "workers": res.workers, "resources": to_dict(res),
+                 "run_name": name, "checkpoint_every": args.checkpoint_every,
+                 "worker_peak_rss_mb": state["worker_peak_rss_mb"], "driver_device": str(device)},
+    )
+    saved = save_gan_bundle(args.out, generator.cpu(), discriminator.eval(), meta)
+    print(f"wrote GAN bundle {saved.url} version {saved.version} (for CNN {saved.cnn_version}); "
+          f"training {phases['train']:.1f} s; total {time.perf_counter() - t_all:.1f} s", flush=True)
+    return 0
+
+
+def _choose_refine(args: argparse.Namespace, cnn: Any, cnn_meta: Any, generator: Any) -> tuple[Any, dict[str, Any]]:
+    """The refine parameters chosen on the validation songs (in the driver), and the record of the choice."""
+    from genre_core.features import slice_mel
+    from genre_core.inference import slice_probabilities
+    from genre_core.refine import gan_votes
+    from genre_core.training.gan import choose_refine_params, refine_tuning_set
+
+    fc = cnn_meta.feature_config
+    device = next(cnn.parameters()).device
     tune, tune_mels = load_catalog_mels(args.tune_catalog or args.catalog, fc, None if args.tune_catalog else ("val",),
                                         args.cache_dir, args.workers, args.audio_root)
     cls_index = {g: i for i, g in enumerate(cnn_meta.classes)}
@@ -281,26 +494,12 @@ def _run_gan(args: argparse.Namespace) -> int:
     probs = slice_probabilities(cnn, slices, device=device)
     chosen = refine_tuning_set(probs, cnn_meta.voting, min_songs=args.refine_min_songs)
     votes = [probs[i].mean(axis=0) for i in chosen]
-    g_votes = gan_votes([slices[i] for i in chosen], result.generator, cnn)
+    g_votes = gan_votes([slices[i] for i in chosen], generator, cnn)
     labels = [cls_index[tune["genre"].iloc[i]] for i in chosen]
     refine, selection = choose_refine_params(votes, g_votes, labels, wrong_penalty=args.wrong_penalty)
     selection.update(tuning_song_ids=[tune["track_id"].iloc[i] for i in chosen], n_validation_songs=len(tune),
                      tune_catalog=args.tune_catalog or f"{args.catalog} (split val)")
-    phases["select_refine"] = time.perf_counter() - t0
-    print(f"refine parameters (validation): {refine}; {selection['summary']}", flush=True)
-
-    meta = GANBundle(
-        classes=tuple(cnn_meta.classes), model_config=model_cfg, train_config=train_cfg,
-        cnn_version=cnn_meta.version, feature_version=cnn_meta.feature_version, feature_config=fc,
-        n_features=cnn.n_gan_features, n_frames=fc.slice_frames, refine=refine,
-        metrics={"history": result.history, "timings": result.timings, "steps_done": result.steps_done,
-                 "selection": selection, "n_pairs": n_pairs, "n_train_songs": len(set(owners)), "phases_s": phases,
-                 "torch_threads": torch.get_num_threads(), "device": str(device)},
-    )
-    saved = save_gan_bundle(args.out, result.generator.cpu(), result.discriminator.cpu(), meta)
-    print(f"wrote GAN bundle {saved.url} version {saved.version} (for CNN {saved.cnn_version}); "
-          f"training {phases['train']:.1f} s; total {time.perf_counter() - t_all:.1f} s", flush=True)
-    return 0
+    return refine, selection
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ weighted by :class:`GANLossWeights`:
 - **adversarial** (hinge): the patch discriminator cannot tell ``G(f_x)`` from clean targets;
 - **identity**: a slice that is already clean stays as it is, ``|G(f_y) - f_y|``.
 
-Each step draws a batch of whole pairs. The CNN is never trained here (its parameters get no gradient; it stays
+Each step takes a batch of whole pairs. The CNN is never trained here (its parameters get no gradient; it stays
 in eval mode) and the backward pass runs only through the part of it after the GAN features (for musicnn, a
 twentieth of its cost). Learning rates decay linearly to zero over the last ``1 - decay_from`` of the steps.
-Deterministic on CPU for a given seed.
+
+:class:`GANTrainLoop` holds the training state and takes its batches from any iterator: on the DDP workers of a Ray
+Train run (``jobs/train_gan.py``: pairs streamed from Parquet, ``G`` and ``D`` wrapped, a checkpoint of
+:meth:`GANTrainLoop.state_dict` every few steps), or from pairs held in memory (:func:`train_gan`, deterministic
+on CPU for a given seed).
 
 :func:`choose_refine_params` picks the rule's ``gan_weight`` and ``threshold`` (:mod:`genre_core.refine`) on
 validation songs; test songs are never seen here.
@@ -26,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +41,7 @@ import torch.nn.functional as F
 from genre_core.config import VotingConfig
 from genre_core.models.gan import GANModelConfig, Generator, PatchDiscriminator
 from genre_core.refine import GANReadable, RefineParams, decide, vote_shares
+from genre_core.training.cnn import all_reduce_sum
 from genre_core.voting import decide as vote_decide
 
 GAN_WEIGHTS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))                     # 0, 0.1 .. 1
@@ -135,65 +139,140 @@ def frozen(cnn: torch.nn.Module) -> Iterator[torch.device]:
             p.requires_grad_(flag)
 
 
+FIGURES = ("total", "l1", "reading", "agree", "adv", "identity", "d")  # per-step figures of the history
+
+
+class GANTrainLoop:
+    """``G`` and ``D``, their optimisers and the steps done, fed by any endless iterator of (input, target) feature
+    batches: drawn from pairs in memory (:func:`train_gan`), or a Ray Data shard on each DDP worker of a Ray Train
+    run (``jobs/train_gan.py``), where ``wrap`` wraps ``G`` and ``D`` (DistributedDataParallel) and the history's
+    figures are averaged over the workers.
+
+    ``cnn`` is the frozen reader (inside :func:`frozen`, on ``device``); it is never wrapped nor trained. A step:
+    ``G``'s losses (:func:`generator_losses`) and one Adam step of ``G``, then one of ``D``
+    (:func:`discriminator_loss`). :meth:`state_dict` holds everything a resumed run needs (tensors, numbers,
+    strings: it loads with ``torch.load(weights_only=True)``).
+    """
+
+    def __init__(self, cnn: torch.nn.Module, n_features: int, model_cfg: GANModelConfig, train_cfg: GANTrainConfig,
+                 device: torch.device, *, wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        torch.manual_seed(train_cfg.seed)
+        self.cnn, self.cfg, self.device, self.log = cnn, train_cfg, device, log
+        self.g = Generator(model_cfg, n_features=n_features).to(device)
+        self.d = PatchDiscriminator(model_cfg, n_features=n_features).to(device)
+        self.g_net = wrap(self.g) if wrap is not None else self.g  # DDP on Ray Train workers
+        self.d_net = wrap(self.d) if wrap is not None else self.d
+        betas = (train_cfg.beta1, train_cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=train_cfg.lr_g, betas=betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=train_cfg.lr_d, betas=betas)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        self.stopped = False
+        self.train_s = 0.0                   # seconds of training, over every run that resumed this one
+        self.resumed_at: list[int] = []      # steps at which a run was resumed from a checkpoint
+        # summed on the device since the last history row: reading a figure back every step would make the host
+        # wait for the GPU
+        self._sums = torch.zeros(len(FIGURES), dtype=torch.float64, device=device)
+        self._since = 0                      # steps summed in _sums
+
+    def run(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], until: int) -> None:
+        """Train on ``batches`` until ``until`` steps are done (at most ``cfg.steps``), or until ``cfg.max_minutes``
+        of training have passed (then :attr:`stopped`, as after the last step)."""
+        until = min(until, self.cfg.steps)
+        t0, before = time.perf_counter(), self.train_s
+        self.g_net.train()
+        self.d_net.train()
+        while self.step < until and not self.stopped:
+            x, y = next(batches)
+            self._step(x.to(self.device, non_blocking=True).float(), y.to(self.device, non_blocking=True).float())
+            self.train_s = before + time.perf_counter() - t0
+            if self.step >= self.cfg.steps:
+                self.stopped = True
+            elif self.cfg.max_minutes is not None and _on_any_worker(self.train_s > 60 * self.cfg.max_minutes,
+                                                                        self.device):
+                self.log(f"stopping after {self.step} steps: --max-minutes {self.cfg.max_minutes} reached")
+                self.stopped = True
+            if self.stopped or self.step % self.cfg.log_every == 0:
+                self._history_row()
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * _lr_factor(self.step, self.cfg)
+        losses, fake = generator_losses(self.g_net, self.d_net, self.cnn, x, y, self.cfg.loss_weights)
+        self.opt_g.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        self.opt_g.step()
+        losses["d"] = discriminator_loss(self.d_net, y, fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        losses["d"].backward()
+        self.opt_d.step()
+        self._sums += torch.stack([losses[k].detach().double() for k in FIGURES])
+        self._since += 1
+        self.step += 1
+
+    def _history_row(self) -> None:
+        world = torch.distributed.get_world_size() if _distributed() else 1
+        means = [v / (world * self._since) for v in all_reduce_sum(self._sums.tolist(), self.device)]
+        row = {"step": self.step, "seconds": self.train_s, **dict(zip(FIGURES, means, strict=True))}
+        self.history.append(row)
+        self._sums.zero_()
+        self._since = 0
+        self.log(f"step {self.step}/{self.cfg.steps} ({row['seconds']:.0f} s): " + ", ".join(
+            f"{k} {row[k]:.4f}" for k in ("l1", "reading", "agree", "adv", "identity", "d")))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs."""
+        return {"generator": self.g.state_dict(), "discriminator": self.d.state_dict(),
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "step": self.step,
+                "history": self.history, "stopped": self.stopped, "train_s": self.train_s,
+                "resumed_at": self.resumed_at, "sums": self._sums.tolist(), "since": self._since}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.g.load_state_dict(state["generator"])
+        self.d.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.stopped, self.train_s = int(state["step"]), bool(state["stopped"]), float(state["train_s"])
+        self.history, self.resumed_at = list(state["history"]), list(state["resumed_at"])
+        self._sums = torch.tensor(state["sums"], dtype=torch.float64, device=self.device)
+        self._since = int(state["since"])
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _on_any_worker(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any DDP worker (so that every worker stops at the same step)."""
+    return all_reduce_sum([float(flag)], device)[0] > 0
+
+
+def memory_batches(pairs: Pairs, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless batches of ``batch_size`` pairs drawn at random (with replacement across batches) from ``pairs``."""
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        idx = torch.randint(len(pairs.inputs), (batch_size,), generator=gen)
+        yield pairs.inputs[idx], pairs.targets[idx]
+
+
 def train_gan(pairs: Pairs, cnn: torch.nn.Module, model_cfg: GANModelConfig, train_cfg: GANTrainConfig, *,
               log: Callable[[str], None] = print) -> GANTrainResult:
-    """Train ``G`` and ``D`` on ``pairs`` with the frozen ``cnn`` (eval mode, on the device to train on)."""
+    """:class:`GANTrainLoop` on ``pairs`` held in memory, in this process, with the frozen ``cnn`` (eval mode, on
+    the device to train on); the train job runs the same loop on Ray Train workers over streamed pairs."""
     n = len(pairs.inputs)
     if n == 0:
         raise ValueError("no training pairs")
     if pairs.inputs.shape != pairs.targets.shape:
         raise ValueError(f"pairs disagree: inputs {list(pairs.inputs.shape)}, targets {list(pairs.targets.shape)}")
     with frozen(cnn) as device:
-        return _train(pairs, cnn, model_cfg, train_cfg, device, log)
-
-
-def _train(pairs: Pairs, cnn: torch.nn.Module, model_cfg: GANModelConfig, train_cfg: GANTrainConfig,
-           device: torch.device, log: Callable[[str], None]) -> GANTrainResult:
-    n = len(pairs.inputs)
-    n_features = pairs.inputs.shape[1]
-    torch.manual_seed(train_cfg.seed)
-    gen = torch.Generator().manual_seed(train_cfg.seed)
-    g = Generator(model_cfg, n_features=n_features).to(device)
-    d = PatchDiscriminator(model_cfg, n_features=n_features).to(device)
-    betas = (train_cfg.beta1, train_cfg.beta2)
-    opt_g = torch.optim.Adam(g.parameters(), lr=train_cfg.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(d.parameters(), lr=train_cfg.lr_d, betas=betas)
-    history: list[dict[str, float]] = []
-    sums: dict[str, float] = defaultdict(float)
-    t0 = time.perf_counter()
-    step = 0
-    for step in range(1, train_cfg.steps + 1):
-        for opt, base in ((opt_g, train_cfg.lr_g), (opt_d, train_cfg.lr_d)):
-            for group in opt.param_groups:
-                group["lr"] = base * _lr_factor(step - 1, train_cfg)
-        idx = torch.randint(n, (train_cfg.batch_size,), generator=gen)
-        x = pairs.inputs[idx].to(device).float()
-        y = pairs.targets[idx].to(device).float()
-        losses, fake = generator_losses(g, d, cnn, x, y, train_cfg.loss_weights)
-        opt_g.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        opt_g.step()
-        d_loss = discriminator_loss(d, y, fake)
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        opt_d.step()
-        for k, v in losses.items():
-            sums[k] += float(v.detach())
-        sums["d"] += d_loss.item()
-        if step % train_cfg.log_every == 0 or step == train_cfg.steps:
-            row = {"step": step, "seconds": time.perf_counter() - t0,
-                   **{k: v / (step - (history[-1]["step"] if history else 0)) for k, v in sums.items()}}
-            history.append(row)
-            sums.clear()
-            log(f"step {step}/{train_cfg.steps} ({row['seconds']:.0f} s): " + ", ".join(
-                f"{k} {row[k]:.4f}" for k in ("l1", "reading", "agree", "adv", "identity", "d")))
-        if train_cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * train_cfg.max_minutes:
-            log(f"stopping after {step} steps: --max-minutes {train_cfg.max_minutes} reached")
-            break
-    g.eval()
-    d.eval()
-    return GANTrainResult(g, d, history, {"train_s": time.perf_counter() - t0,
-                                          "s_per_step": (time.perf_counter() - t0) / max(step, 1)}, step)
+        loop = GANTrainLoop(cnn, pairs.inputs.shape[1], model_cfg, train_cfg, device, log=log)
+        loop.run(memory_batches(pairs, train_cfg.batch_size, train_cfg.seed), until=train_cfg.steps)
+    loop.g.eval()
+    loop.d.eval()
+    return GANTrainResult(loop.g, loop.d, loop.history, {"train_s": loop.train_s,
+                                                         "s_per_step": loop.train_s / max(loop.step, 1)}, loop.step)
 
 
 # ---- the refine parameters, on validation songs ------------------------------------------------------------

@@ -3,6 +3,7 @@ training, the refine parameters chosen on validation songs)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,9 +20,12 @@ from genre_core.refine import RefineParams
 from genre_core.training.gan import (
     GANLossWeights,
     GANTrainConfig,
+    GANTrainLoop,
     Pairs,
     choose_refine_params,
+    frozen,
     generator_losses,
+    memory_batches,
     refine_tuning_set,
     train_gan,
 )
@@ -127,6 +131,43 @@ def test_train_gan_refuses_bad_inputs() -> None:
                   log=lambda _: None)
     with pytest.raises(ValueError, match="no training pairs"):
         train_gan(Pairs(pairs.inputs[:0], pairs.targets[:0]), cnn, TINY, GANTrainConfig(steps=1), log=lambda _: None)
+
+
+def test_a_loop_resumed_from_its_state_trains_on_as_if_never_stopped() -> None:
+    """What a Ray Train worker does after a restart: a new loop loads the checkpoint's state (through
+    torch.save / torch.load(weights_only=True)) and takes the next batches; G and D end as in one run."""
+    import io
+
+    pairs, cnn = _band_pairs(), _cnn()
+    cfg = GANTrainConfig(seed=0, steps=12, batch_size=8, lr_g=2e-3, lr_d=2e-3, log_every=4, decay_from=0.5)
+    with frozen(cnn) as device:
+        whole = GANTrainLoop(cnn, 16, TINY, cfg, device, log=lambda _: None)
+        whole.run(memory_batches(pairs, 8, seed=1), until=cfg.steps)
+        batches = memory_batches(pairs, 8, seed=1)
+        first = GANTrainLoop(cnn, 16, TINY, cfg, device, log=lambda _: None)
+        first.run(batches, until=6)
+        buf = io.BytesIO()
+        torch.save(first.state_dict(), buf)
+        buf.seek(0)
+        resumed = GANTrainLoop(cnn, 16, TINY, dataclasses.replace(cfg, seed=5), device, log=lambda _: None)
+        resumed.load_state_dict(torch.load(buf, weights_only=True))
+        assert resumed.step == 6 and not resumed.stopped
+        resumed.run(batches, until=100)
+    assert resumed.step == whole.step == 12 and resumed.stopped and whole.stopped
+    assert [h["step"] for h in resumed.history] == [h["step"] for h in whole.history] == [4, 8, 12]
+    for a, b in ((whole.g, resumed.g), (whole.d, resumed.d)):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
+    assert resumed.history[-1]["l1"] == pytest.approx(whole.history[-1]["l1"], abs=1e-12)
+
+
+def test_max_minutes_stops_the_loop_and_records_the_last_figures() -> None:
+    pairs, cnn = _band_pairs(), _cnn()
+    cfg = GANTrainConfig(steps=50, batch_size=4, max_minutes=0.0, log_every=1000)
+    with frozen(cnn) as device:
+        loop = GANTrainLoop(cnn, 16, TINY, cfg, device, log=lambda _: None)
+        loop.run(memory_batches(pairs, 4, seed=0), until=10)
+    assert loop.step == 1 and loop.stopped and [h["step"] for h in loop.history] == [1]
 
 
 # ---- refine parameters on validation songs ---------------------------------------------------------------------
@@ -235,3 +276,37 @@ def test_log_mel_cache_round_trip(tmp_path: Path) -> None:
     again, errors2 = cached_log_mels(["a", "b"], uris, cfg, str(tmp_path / "cache"))
     np.testing.assert_array_equal(again["a"], mels["a"])
     assert errors2 == errors and len(list((tmp_path / "cache").glob("*.npy"))) == 1
+
+
+def _wav(path: Path, seconds: float, seed: int) -> str:
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    sf.write(path, (0.1 * rng.standard_normal(int(22050 * seconds))).astype(np.float32), 22050)
+    return str(path)
+
+
+def test_pair_stages_align_the_two_renders_and_take_them_to_gan_features(tmp_path: Path) -> None:
+    from genre_core.artifacts import CNNBundle, save_cnn_bundle
+    from genre_core.features import feature_version
+    from genre_core.training.data import PairFeatures, PairSlices
+
+    cfg = FeatureConfig(n_fft=512, hop_length=256, n_mels=16, slice_frames=16, slice_hop_frames=16)
+    batch = {"track_id": np.array(["a", "b", "c"], object),
+             "audio_uri": np.array([_wav(tmp_path / "a.wav", 1.0, 0), _wav(tmp_path / "b.wav", 0.05, 1),
+                                    str(tmp_path / "missing.wav")], object),
+             "reference_uri": np.array([_wav(tmp_path / "a-ref.wav", 0.8, 2), _wav(tmp_path / "b-ref.wav", 1.0, 3),
+                                        _wav(tmp_path / "c-ref.wav", 1.0, 4)], object)}
+    rows = PairSlices(cfg, hop_frames=8)(batch)  # b: shorter than a slice; c: its input does not decode
+    frames = 1 + int(22050 * 0.8) // 256  # the frames both renders of a have
+    n = 1 + (frames - 16) // 8
+    assert list(rows["track_id"]) == ["a"] * n and rows["x"].shape == rows["y"].shape == (n, 16, 16)
+    url = str(tmp_path / "cnn")
+    save_cnn_bundle(url, _cnn(), CNNBundle(classes=CLASSES, feature_config=cfg, cnn_config=CNNConfig(channels=(4, 8)),
+                                           voting=VotingConfig(), feature_version=feature_version(cfg), n_mels=16,
+                                           n_frames=16))
+    out = PairFeatures(url, device="cpu", batch_slices=3)(rows)
+    assert set(out) == {"track_id", "inputs", "targets"} and out["inputs"].dtype == np.float16
+    # the slice CNN's GAN features are its slices: float16 copies of them
+    np.testing.assert_array_equal(out["inputs"], rows["x"].astype(np.float16))
+    np.testing.assert_array_equal(out["targets"], rows["y"].astype(np.float16))

@@ -1,0 +1,135 @@
+"""`genre-job train gan` on Ray Train: the pairs computed by Ray Data and written once as Parquet, two DDP workers
+(gloo) on a local Ray, a checkpoint every few steps on S3 (moto's server), a worker SIGKILLed mid-run and the group
+resuming from the last checkpoint, a rerun resuming too, and the bundle it writes serving the labelling job's GAN
+stage."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from genre_core.artifacts import CNNBundle, load_cnn_bundle, read_bundle_meta, save_cnn_bundle
+from genre_core.config import CNNConfig, VotingConfig, load_config
+from genre_core.features import feature_version
+from genre_core.models.cnn import SliceCNN
+from jobs import make_catalog, train
+from jobs.cli import run_job
+
+REPO = Path(__file__).resolve().parents[2]
+GENRES = ("blues", "metal")
+
+
+@pytest.fixture(scope="module")
+def catalogs(tmp_path_factory) -> tuple[str, str]:
+    """(6 train songs of 4 s with their reference renders, 2 validation songs)."""
+    out = tmp_path_factory.mktemp("paired")
+    common = ["--genres", ",".join(GENRES), "--seconds", "4", "--workers", "2"]
+    assert run_job(make_catalog, ["--per-genre", "3", "--seed", "3", "--reference-soundfont", "fluidr3", *common,
+                                  "--out", str(out / "train")]) == 0
+    assert run_job(make_catalog, ["--per-genre", "1", "--seed", "7", "--split", "val", *common,
+                                  "--out", str(out / "val")]) == 0
+    return str(out / "train" / "catalog.parquet"), str(out / "val" / "catalog.parquet")
+
+
+@pytest.fixture(scope="module")
+def cnn(tmp_path_factory) -> str:
+    """An untrained slice CNN bundle on configs/test.yaml's small slices, whose votes decide no song (every song
+    goes to the GAN stage)."""
+    cfg = load_config(str(REPO / "configs" / "test.yaml"))
+    fc = cfg.features
+    torch.manual_seed(0)
+    url = str(tmp_path_factory.mktemp("models") / "cnn")
+    save_cnn_bundle(url, SliceCNN(len(GENRES), cfg.cnn, n_mels=fc.n_mels, n_frames=fc.slice_frames), CNNBundle(
+        classes=GENRES, feature_config=fc, cnn_config=CNNConfig(channels=cfg.cnn.channels, dropout=cfg.cnn.dropout),
+        voting=VotingConfig(tau=0.99, margin=0.5), feature_version=feature_version(fc), n_mels=fc.n_mels,
+        n_frames=fc.slice_frames))
+    return url
+
+
+def _kill_a_worker_after_the_first_checkpoint(checkpoints: str, killed: list[int]) -> None:
+    """Once the Ray Train controller has registered a checkpoint under ``checkpoints`` (a bucket path), SIGKILL one
+    training worker of this test's Ray cluster (found through Ray's state API)."""
+    from ray.util.state import list_actors
+
+    from genre_core.storage import s3_filesystem
+
+    fs = s3_filesystem()
+    deadline = time.time() + 300
+    while not fs.glob(f"{checkpoints}/train-gan-*/checkpoint_manager_snapshot.json"):
+        if time.time() > deadline:
+            return
+        time.sleep(0.3)
+        fs.invalidate_cache()
+    for actor in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]):
+        os.kill(actor.pid, signal.SIGKILL)
+        killed.append(actor.pid)
+        return
+
+
+def test_two_workers_checkpoint_every_k_steps_resume_after_a_kill_and_on_a_rerun_and_the_bundle_serves(
+        training_ray, s3_bucket, catalogs, cnn, tmp_path, capfd):
+    from genre_core.decoding import DecodeStage
+    from genre_core.labelling import CNNVoter
+    from genre_core.models.gan_bundle import load_gan_bundle
+    from genre_core.stages import GANStage, load_gan_for
+    from genre_core.storage import s3_filesystem
+
+    catalog, val = catalogs
+    out = tmp_path / "models" / "gan"
+    args = ["gan", "--cnn", cnn, "--catalog", catalog, "--tune-catalog", val, "--out", str(out), "--steps", "12",
+            "--batch-size", "4", "--checkpoint-every", "2", "--resources", str(REPO / "configs" / "train-local.yaml"),
+            "--checkpoints", f"s3://{s3_bucket}/ckpt", "--workers", "1", "--threads", "1",
+            "--cache-dir", str(tmp_path / "cache")]
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_a_worker_after_the_first_checkpoint, args=(f"{s3_bucket}/ckpt", killed))
+    killer.start()
+    try:
+        assert run_job(train, args) == 0
+    finally:
+        killer.join()
+    first = capfd.readouterr().out
+    assert len(killed) == 1, "no training worker was running after the first checkpoint"
+    metrics = read_bundle_meta(str(out))["metrics"]
+    assert metrics["workers"] == 2 and metrics["steps_done"] == 12 and [h["step"] for h in metrics["history"]] == [12]
+    # the worker group restarted from a checkpoint (a step after the first), not from step 0
+    assert len(metrics["resumed_at"]) == 1 and metrics["resumed_at"][0] in (2, 4, 6, 8, 10)
+    assert f"resumed from the checkpoint of step {metrics['resumed_at'][0]}" in first
+    assert metrics["n_train_songs"] == 6 and metrics["n_pairs"] >= 6 * 4  # 4 s songs: 5 slices of 0.74 s each
+    assert np.isfinite(metrics["history"][0]["l1"])
+    # the pairs went to Parquet once, beside the checkpoints; a checkpoint every 2 steps (the last two kept)
+    fs = s3_filesystem()
+    fs.invalidate_cache()  # the same (cached) instance as the killer's, which listed the bucket while it was written
+    assert metrics["pairs"].startswith(f"s3://{s3_bucket}/ckpt/gan-pairs-")
+    assert fs.glob(metrics["pairs"][len("s3://"):] + "/*.parquet")
+    states = sorted(fs.glob(f"{s3_bucket}/ckpt/train-gan-*/checkpoint_*/state.pt"))
+    assert len(states) == 2
+    with fs.open(states[-1], "rb") as fh:
+        state = torch.load(fh, weights_only=True)  # no pickle needed: tensors, numbers, strings
+    assert state["step"] == 12 and state["stopped"]
+    assert set(state) >= {"generator", "discriminator", "opt_g", "opt_d"}
+
+    assert run_job(train, args) == 0  # the same training again: resumes from its last checkpoint, nothing to do
+    again = capfd.readouterr().out
+    assert "resumed from the checkpoint of step 12" in again and "training pairs: reading" in again
+    assert read_bundle_meta(str(out))["metrics"]["steps_done"] == 12
+
+    # the bundle loads for its CNN, and the GAN stage runs on it
+    _, cnn_meta = load_cnn_bundle(cnn)
+    _, meta = load_gan_for(str(out), cnn_meta)
+    assert meta.cnn_version == cnn_meta.version and meta.n_features == cnn_meta.n_mels
+    load_gan_bundle(str(out), cnn_version=cnn_meta.version, feature_version=cnn_meta.feature_version)
+    songs = pd.read_parquet(val)
+    batch = CNNVoter(cnn, device="cpu")(DecodeStage(cnn_meta.feature_config)(
+        {"track_id": songs["track_id"].to_numpy(object), "audio_uri": songs["audio_uri"].to_numpy(object)}))
+    assert set(batch["status"]) == {"unclassified"}
+    labelled = GANStage(str(out), cnn, device="cpu")(batch)
+    assert (labelled["gan_input_slices"] > 0).all()
+    assert set(labelled["status"]) <= {"gan_resolved", "unclassified"}
