@@ -57,7 +57,7 @@ from genre_core.inference import slice_probabilities  # noqa: E402
 from genre_core.models.gan_bundle import load_gan_bundle  # noqa: E402
 from genre_core.refine import RefineParams, decide, gan_votes  # noqa: E402
 from genre_core.voting import decide as vote_decide  # noqa: E402
-from jobs.train_gan import DEFAULT_CACHE_DIR, load_catalog_mels  # noqa: E402
+from jobs.mel_cache import DEFAULT_CACHE_DIR, load_catalog_mels  # noqa: E402
 
 SYSTEMS = ("forced_argmax", "tta", "adabn", "band_match", "gan", "gan_forced", "gan_only", "identity_ctrl",
            "random_ctrl")

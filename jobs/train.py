@@ -220,9 +220,9 @@ def run_name_for(p: Plan, args: argparse.Namespace) -> str:
     """The Ray Train run name: the same catalog, config, resources and output give the same name, so that a rerun
     resumes from the last checkpoint."""
     from genre_core.config import to_dict
-    from jobs.train_cnn import run_name
+    from jobs.ray_train import run_name
 
-    return run_name(p.fingerprint, json.dumps(to_dict(p.cfg), sort_keys=True), str(args.resources), args.out,
+    return run_name("cnn", p.fingerprint, json.dumps(to_dict(p.cfg), sort_keys=True), str(args.resources), args.out,
                     str(args.from_bundle), str(args.split_by))
 
 

@@ -17,39 +17,25 @@ the catalog (benchmarks/train_scale.py).
 
 from __future__ import annotations
 
-import hashlib
-import os
-import resource
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import ray
 import torch
-from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
+from ray.train import DataConfig
 
 from genre_core.config import AudioConfig, Config
 from genre_core.decoding import DecodeStage
 from genre_core.training.cnn import CNNTrainLoop
 from genre_core.training.data import SliceRows, SongScorer
+from jobs import ray_train
+from jobs.ray_train import Fitted, PeakPrivate, max_over_workers, peak_rss_mb, report, resume, worker
 from jobs.resources import TrainResources
 
-STATE_FILE = "state.pt"
 VAL_SONGS_PER_BATCH = 16
-
-
-@dataclass
-class Fitted:
-    """What the driver gets back from the workers: the last checkpoint's loop state."""
-
-    state: dict[str, Any]
-    checkpoint_path: str
 
 
 class _EverySongOnce(DataConfig):
@@ -91,43 +77,6 @@ def slice_dataset(df: pd.DataFrame, cfg: Config, res: TrainResources, audio_root
                                           "root": audio_root}, **decode_pool(res))
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process: its own pages and the pages of the node's shared object store that it
-    has read blocks from (zero-copy), which the object store's size bounds, not the worker."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
-
-
-def _private_mb() -> float:
-    """This process's own resident memory now (RssAnon: heap, tensors, buffers; no shared or file pages)."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-class _PeakPrivate:
-    """The largest :func:`_private_mb` seen, sampled every ``every`` batches of an iterator it passes through."""
-
-    def __init__(self, every: int = 8) -> None:
-        self.every, self.peak = every, _private_mb()
-
-    def watch(self, items: Iterator[Any]) -> Iterator[Any]:
-        for i, item in enumerate(items):
-            if i % self.every == 0:
-                self.peak = max(self.peak, _private_mb())
-            yield item
-        self.peak = max(self.peak, _private_mb())
-
-
-def _max_over_workers(value: float, device: torch.device) -> float:
-    if not torch.distributed.is_initialized():
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return float(t.item())
-
-
 def _val_batches(shard: Any) -> Iterator[tuple[list[np.ndarray], list[int]]]:
     for b in shard.iter_batches(batch_size=VAL_SONGS_PER_BATCH, batch_format="numpy"):
         yield list(b["slices"]), [int(g) for g in b["genre_index"]]
@@ -140,64 +89,29 @@ def _worker_loop(config: dict[str, Any]) -> None:
 
     cfg: Config = config["cfg"]
     res: TrainResources = config["resources"]
-    torch.set_num_threads(res.torch_threads)
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    device = ray.train.torch.get_device()
-
-    def log(msg: str) -> None:
-        if rank == 0:
-            print(msg, flush=True)
-
+    me = worker(res)
     loop = CNNTrainLoop(config["n_classes"], cfg.cnn, cfg.train, cfg.features.n_mels, cfg.features.slice_frames,
-                        device, wrap=ray.train.torch.prepare_model, log=log)
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
-            loop.load_state_dict(torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True))
+                        me.device, wrap=ray.train.torch.prepare_model, log=me.log)
+    if resume(loop, me.device):
         loop.resumed_after.append(loop.epoch)
-        log(f"resumed from the checkpoint of epoch {loop.epoch}")
+        me.log(f"resumed from the checkpoint of epoch {loop.epoch}")
     train = ray.train.get_dataset_shard("train")
     val = ray.train.get_dataset_shard("val") if config["has_val"] else None
-    log(f"{ctx.get_world_size()} workers on {device}; bf16 {loop.model.bf16_on(device)}")
-    memory = _PeakPrivate()
+    me.log(f"{me.world_size} workers on {me.device}; bf16 {loop.model.bf16_on(me.device)}")
+    memory = PeakPrivate()
     while not loop.stopped:
         t0 = time.perf_counter()
         batches = ((b["x"], b["y"]) for b in train.iter_torch_batches(
             batch_size=cfg.train.batch_size, local_shuffle_buffer_size=max(res.shuffle_buffer, cfg.train.batch_size),
-            dtypes={"x": torch.float32, "y": torch.int64}, pin_memory=device.type == "cuda"))
+            dtypes={"x": torch.float32, "y": torch.int64}, pin_memory=me.device.type == "cuda"))
         row = loop.train_epoch(memory.watch(batches))
         if val is not None:
             row.update(loop.validate(memory.watch(_val_batches(val))))
         row["seconds"] = time.perf_counter() - t0
-        row["worker_peak_private_mb"] = _max_over_workers(memory.peak, device)
-        row["worker_peak_rss_mb"] = _max_over_workers(_peak_rss_mb(), device)
+        row["worker_peak_private_mb"] = max_over_workers(memory.peak, me.device)
+        row["worker_peak_rss_mb"] = max_over_workers(peak_rss_mb(), me.device)
         loop.end_epoch(row)
-        with tempfile.TemporaryDirectory() as tmp:
-            saved = None
-            if rank == 0:
-                torch.save(loop.state_dict(), Path(tmp) / STATE_FILE)
-                saved = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report({"epoch": loop.epoch, **{k: v for k, v in row.items() if k != "epoch"}},
-                             checkpoint=saved)
-
-
-def run_name(*parts: str) -> str:
-    """A run name that a rerun of the same training finds again (and resumes from its last checkpoint)."""
-    return "train-cnn-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
-
-
-def _storage(path: str) -> dict[str, Any]:
-    """RunConfig's storage arguments: a local folder, or s3:// through the project's S3 settings
-    (genre_core/storage.py: endpoint, retries)."""
-    if not path.startswith("s3://"):
-        return {"storage_path": os.path.abspath(path)}
-    import pyarrow.fs
-
-    from genre_core.storage import s3_filesystem
-
-    fs = pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(s3_filesystem()))
-    return {"storage_path": path[len("s3://"):], "storage_filesystem": fs}
+        report(loop.state_dict(), {"epoch": loop.epoch, **{k: v for k, v in row.items() if k != "epoch"}}, me.rank)
 
 
 def fit(splits: dict[str, pd.DataFrame], n_classes: int, cfg: Config, res: TrainResources, *, checkpoints: str,
@@ -206,24 +120,8 @@ def fit(splits: dict[str, pd.DataFrame], n_classes: int, cfg: Config, res: Train
     datasets = {"train": slice_dataset(splits["train"], cfg, res, audio_root)}
     if len(splits["val"]):
         datasets["val"] = song_dataset(splits["val"], cfg, res, audio_root)
-    use_gpu = res.num_gpus > 0
-    trainer = TorchTrainer(
-        _worker_loop,
-        train_loop_config={"cfg": cfg, "resources": res, "n_classes": n_classes, "has_val": "val" in datasets},
-        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": res.num_cpus, **({"GPU": res.num_gpus}
-                                                                                    if use_gpu else {})}),
-        run_config=RunConfig(name=name, failure_config=FailureConfig(max_failures=res.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             logging_config=LoggingConfig(log_level="WARNING"), **_storage(checkpoints)),
-        datasets=datasets, dataset_config=_EverySongOnce(),
-    )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError("training ended without a checkpoint")
-    with result.checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
-    return Fitted(state=state, checkpoint_path=result.checkpoint.path)
+    return ray_train.fit(_worker_loop, {"cfg": cfg, "n_classes": n_classes, "has_val": "val" in datasets}, res,
+                         datasets, name=name, checkpoints=checkpoints, dataset_config=_EverySongOnce())
 
 
 def score(df: pd.DataFrame, model_state: dict[str, torch.Tensor], n_classes: int, cfg: Config, res: TrainResources,

@@ -39,22 +39,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from genre_core.config import ConfigError, FeatureConfig
+from jobs.mel_cache import DEFAULT_CACHE_DIR, load_catalog_mels
 
-DEFAULT_CACHE_DIR = "/tmp/genre-tagger-cache"
-STATE_FILE = "state.pt"
 PAIRS_FOLDER = "gan-pairs"
 PAIRS_PER_CALL = 64           # pairs per call of the CNN actors (PairFeatures)
 
@@ -103,106 +99,6 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch threads of the driver, which scores the validation songs (use 1 on a machine "
                              "shared with other jobs; the workers' come from --resources)")
-
-
-# ---- the validation songs' log-mels (driver): a local cache ----------------------------------------------
-
-_W: dict[str, Any] = {}
-
-
-def _init_worker(feature_cfg: FeatureConfig, root: str | None) -> None:
-    import torch
-
-    from genre_core.features import warm_up
-
-    torch.set_num_threads(1)
-    _W.update(features=feature_cfg, root=root)
-    warm_up(feature_cfg)
-
-
-def _song_mel(task: tuple[str, str]) -> tuple[str, np.ndarray | None, str | None]:
-    from genre_core.audio import load_audio
-    from genre_core.config import AudioConfig
-    from genre_core.errors import TrackError
-    from genre_core.features import log_mel, n_slice_samples
-
-    track_id, uri = task
-    cfg = _W["features"]
-    try:
-        audio = load_audio(uri, AudioConfig(sample_rate=cfg.sample_rate), root=_W["root"])
-        if len(audio) < n_slice_samples(cfg):
-            return track_id, None, "too_short: shorter than one slice"
-        return track_id, log_mel(audio, cfg), None
-    except TrackError as exc:
-        return track_id, None, exc.describe()
-
-
-def cached_log_mels(
-    track_ids: Sequence[str], uris: Sequence[str], feature_cfg: FeatureConfig, cache_dir: str,
-    workers: int = 1, root: str | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Log-mel ``[n_mels, n_frames]`` per track (not sliced, not normalised), and errors per track.
-
-    Cached as one ``.npy`` (all mels concatenated along time, memory-mapped on reuse) and a ``.json`` index,
-    named after the feature version and a hash of the (track_id, audio_uri) pairs.
-    """
-    from genre_core.features import feature_version
-
-    key = hashlib.sha256("\n".join(f"{t}\t{u}" for t, u in zip(track_ids, uris, strict=True)).encode()).hexdigest()
-    base = os.path.join(cache_dir, f"mels-{feature_version(feature_cfg)}-{key[:16]}")
-    if os.path.exists(base + ".json") and os.path.exists(base + ".npy"):
-        with open(base + ".json", encoding="utf-8") as fh:
-            index = json.load(fh)
-        big = np.load(base + ".npy", mmap_mode="r")
-        mels = {t: big[:, a:b] for t, (a, b) in index["offsets"].items()}
-        return mels, index["errors"]
-    t0 = time.perf_counter()
-    tasks = list(zip(track_ids, uris, strict=True))
-    if workers <= 1:
-        _init_worker(feature_cfg, root)
-        results = list(map(_song_mel, tasks))
-    else:
-        with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(feature_cfg, root)) as pool:
-            results = pool.map(_song_mel, tasks, chunksize=8)
-    mels = {t: m for t, m, _ in results if m is not None}
-    errors = {t: e for t, _, e in results if e is not None}
-    offsets, pos = {}, 0
-    for t in track_ids:
-        if t in mels:
-            offsets[t] = (pos, pos + mels[t].shape[1])
-            pos += mels[t].shape[1]
-    os.makedirs(cache_dir, exist_ok=True)
-    big = np.concatenate([mels[t] for t in track_ids if t in mels], axis=1) if mels else np.zeros(
-        (feature_cfg.n_mels, 0), np.float32)
-    np.save(base + ".npy.tmp.npy", big)
-    os.replace(base + ".npy.tmp.npy", base + ".npy")
-    with open(base + ".json", "w", encoding="utf-8") as fh:
-        json.dump({"offsets": offsets, "errors": errors}, fh)
-    print(f"decoded {len(tasks)} songs ({len(errors)} errors) in {time.perf_counter() - t0:.1f} s; "
-          f"cached at {base}.npy", flush=True)
-    return mels, errors
-
-
-def load_catalog_mels(
-    catalog: str, feature_cfg: FeatureConfig, splits: Sequence[str] | None, cache_dir: str, workers: int,
-    root: str | None = None,
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The catalog rows (of ``splits`` if given, with a genre) and their log-mels (all of the catalog's songs
-    are decoded and cached together, so one cache serves every split)."""
-    from genre_core.schema import check_catalog_columns, read_catalog
-
-    df = read_catalog(catalog)  # validated: readable, track_id unique and never null
-    check_catalog_columns(list(df.columns), extra=("genre",))
-    mels, errors = cached_log_mels(df["track_id"].tolist(), df["audio_uri"].astype(str).tolist(), feature_cfg,
-                                   cache_dir, workers, root)
-    if errors:
-        print(f"{len(errors)} songs could not be decoded, e.g. {next(iter(errors.items()))}", flush=True)
-    if "split" not in df.columns:
-        df["split"] = "train"
-    keep = df["genre"].notna() & df["track_id"].isin(list(mels))
-    if splits is not None:
-        keep &= df["split"].isin(list(splits))
-    return df[keep].reset_index(drop=True), mels
 
 
 # ---- training pairs: Ray Data -> Parquet -------------------------------------------------------------------
@@ -305,80 +201,39 @@ def _worker_loop(config: dict[str, Any]) -> None:
     ``checkpoint_every`` steps."""
     import ray.train
     import ray.train.torch
-    import torch
 
     from genre_core.artifacts import load_cnn_bundle
     from genre_core.training.gan import GANTrainLoop, frozen
-    from jobs.train_cnn import _max_over_workers, _peak_rss_mb
+    from jobs.ray_train import max_over_workers, peak_rss_mb, report, resume, worker
 
     res = config["resources"]
-    torch.set_num_threads(res.torch_threads)
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    device = ray.train.torch.get_device()
-
-    def log(msg: str) -> None:
-        if rank == 0:
-            print(msg, flush=True)
-
-    cnn, _ = load_cnn_bundle(config["cnn"], device=device)
+    me = worker(res)
+    cnn, _ = load_cnn_bundle(config["cnn"], device=me.device)
     with frozen(cnn):
-        loop = GANTrainLoop(cnn, config["n_features"], config["model_cfg"], config["train_cfg"], device,
-                            wrap=ray.train.torch.prepare_model, log=log)
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is not None:
-            with checkpoint.as_directory() as d:
-                loop.load_state_dict(torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True))
+        loop = GANTrainLoop(cnn, config["n_features"], config["model_cfg"], config["train_cfg"], me.device,
+                            wrap=ray.train.torch.prepare_model, log=me.log)
+        if resume(loop, me.device):
             loop.resumed_at.append(loop.step)
-            log(f"resumed from the checkpoint of step {loop.step}")
-        log(f"{ctx.get_world_size()} workers on {device}")
-        batches = _batches(ray.train.get_dataset_shard("train"), loop.cfg.batch_size, res.gan_shuffle_buffer, device)
+            me.log(f"resumed from the checkpoint of step {loop.step}")
+        me.log(f"{me.world_size} workers on {me.device}")
+        batches = _batches(ray.train.get_dataset_shard("train"), loop.cfg.batch_size, res.gan_shuffle_buffer,
+                           me.device)
         every = config["checkpoint_every"]
         while not loop.stopped:
             loop.run(batches, until=(loop.step // every + 1) * every)
-            state = {**loop.state_dict(), "worker_peak_rss_mb": _max_over_workers(_peak_rss_mb(), device)}
-            with tempfile.TemporaryDirectory() as tmp:
-                saved = None
-                if rank == 0:
-                    torch.save(state, Path(tmp) / STATE_FILE)
-                    saved = ray.train.Checkpoint.from_directory(tmp)
-                ray.train.report({"step": loop.step, "train_s": loop.train_s,
-                                  "worker_peak_rss_mb": state["worker_peak_rss_mb"]}, checkpoint=saved)
+            rss = max_over_workers(peak_rss_mb(), me.device)
+            report({**loop.state_dict(), "worker_peak_rss_mb": rss},
+                   {"step": loop.step, "train_s": loop.train_s, "worker_peak_rss_mb": rss}, me.rank)
 
 
 def fit(pairs_url: str, cnn_url: str, n_features: int, model_cfg: Any, train_cfg: Any, res: Any, *,
         checkpoint_every: int, checkpoints: str, name: str) -> Any:
-    """Train G and D on Ray Train; the loop state of the last checkpoint (``jobs.train_cnn.Fitted``)."""
-    import torch
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    """Train G and D on Ray Train; the loop state of the last checkpoint (``jobs.ray_train.Fitted``)."""
+    from jobs import ray_train
 
-    from jobs.train_cnn import Fitted, _storage
-
-    use_gpu = res.num_gpus > 0
-    trainer = TorchTrainer(
-        _worker_loop,
-        train_loop_config={"cnn": cnn_url, "n_features": n_features, "model_cfg": model_cfg, "train_cfg": train_cfg,
-                           "resources": res, "checkpoint_every": checkpoint_every},
-        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=use_gpu,
-                                     resources_per_worker={"CPU": res.num_cpus, **({"GPU": res.num_gpus}
-                                                                                    if use_gpu else {})}),
-        run_config=RunConfig(name=name, failure_config=FailureConfig(max_failures=res.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             logging_config=LoggingConfig(log_level="WARNING"), **_storage(checkpoints)),
-        datasets={"train": read_pairs(pairs_url, ["inputs", "targets"])},
-    )
-    result = trainer.fit()
-    if result.checkpoint is None:
-        raise RuntimeError("training ended without a checkpoint")
-    with result.checkpoint.as_directory() as d:
-        state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
-    return Fitted(state=state, checkpoint_path=result.checkpoint.path)
-
-
-def run_name(*parts: str) -> str:
-    """A run name that a rerun of the same training finds again (and resumes from its last checkpoint)."""
-    return "train-gan-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+    return ray_train.fit(_worker_loop, {"cnn": cnn_url, "n_features": n_features, "model_cfg": model_cfg,
+                                        "train_cfg": train_cfg, "checkpoint_every": checkpoint_every}, res,
+                         {"train": read_pairs(pairs_url, ["inputs", "targets"])}, name=name, checkpoints=checkpoints)
 
 
 # ---- job ---------------------------------------------------------------------------------------------------
@@ -405,6 +260,7 @@ def _run_gan(args: argparse.Namespace) -> int:
     from genre_core.schema import read_catalog
     from genre_core.training.gan import GANTrainConfig
     from jobs.label_pipeline import init_ray
+    from jobs.ray_train import run_name
     from jobs.resources import load_train_resources
 
     t_all = time.perf_counter()
@@ -435,7 +291,7 @@ def _run_gan(args: argparse.Namespace) -> int:
     model_cfg = GANModelConfig()
     train_cfg = dataclasses.replace(GANTrainConfig(), seed=args.seed, steps=args.steps, batch_size=args.batch_size,
                                     max_minutes=args.max_minutes)
-    name = run_name(pairs_url, json.dumps(to_dict(train_cfg), sort_keys=True),
+    name = run_name("gan", pairs_url, json.dumps(to_dict(train_cfg), sort_keys=True),
                     json.dumps(to_dict(model_cfg), sort_keys=True), str(args.resources), args.out)
     t0 = time.perf_counter()
     fitted = fit(pairs_url, cnn_url, cnn.n_gan_features, model_cfg, train_cfg, res,

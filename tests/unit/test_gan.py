@@ -262,7 +262,7 @@ def test_bundle_refuses_other_kinds_tampering_old_designs_and_missing_names(tmp_
 def test_log_mel_cache_round_trip(tmp_path: Path) -> None:
     import soundfile as sf
 
-    from jobs.train_gan import cached_log_mels
+    from jobs.mel_cache import cached_log_mels
 
     cfg = FeatureConfig(n_fft=512, hop_length=256, n_mels=16, slice_frames=16, slice_hop_frames=16)
     rng = np.random.default_rng(0)

@@ -1,0 +1,164 @@
+"""What `genre-job train cnn` and `genre-job train gan` share on Ray Train: the TorchTrainer run (its workers sized
+by ``resources:``, restarts after a worker died, checkpoints under ``--checkpoints``), each worker's set-up, the
+checkpoint it writes and resumes from, and the memory figures the workers report.
+
+A training loop (``genre_core.training``: ``CNNTrainLoop``, ``GANTrainLoop``) has ``state_dict()`` /
+``load_state_dict()`` of tensors, numbers and strings only; rank 0 saves it with ``torch.save`` and every load
+uses ``weights_only=True`` (no pickle of code).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jobs.resources import TrainResources
+
+STATE_FILE = "state.pt"
+
+
+@dataclass
+class Fitted:
+    """What the driver gets back from the workers: the last checkpoint's loop state."""
+
+    state: dict[str, Any]
+    checkpoint_path: str
+
+
+def run_name(kind: str, *parts: str) -> str:
+    """A run name that a rerun of the same training finds again (and resumes from its last checkpoint)."""
+    return f"train-{kind}-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def storage_args(path: str) -> dict[str, Any]:
+    """RunConfig's storage arguments: a local folder, or s3:// through the project's S3 settings
+    (genre_core/storage.py: endpoint, retries)."""
+    if not path.startswith("s3://"):
+        return {"storage_path": os.path.abspath(path)}
+    import pyarrow.fs
+
+    from genre_core.storage import s3_filesystem
+
+    fs = pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(s3_filesystem()))
+    return {"storage_path": path[len("s3://"):], "storage_filesystem": fs}
+
+
+def fit(worker_loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], res: TrainResources,
+        datasets: dict[str, Any], *, name: str, checkpoints: str, dataset_config: Any = None) -> Fitted:
+    """Run ``worker_loop`` on ``res.workers`` Ray Train workers (DDP: gloo on CPUs, NCCL on GPUs) until it
+    returns; the loop state of its last checkpoint."""
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    use_gpu = res.num_gpus > 0
+    trainer = TorchTrainer(
+        worker_loop, train_loop_config={**loop_config, "resources": res},
+        scaling_config=ScalingConfig(num_workers=res.workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": res.num_cpus, **({"GPU": res.num_gpus}
+                                                                                    if use_gpu else {})}),
+        run_config=RunConfig(name=name, failure_config=FailureConfig(max_failures=res.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             logging_config=LoggingConfig(log_level="WARNING"), **storage_args(checkpoints)),
+        datasets=datasets, **({"dataset_config": dataset_config} if dataset_config is not None else {}),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError("training ended without a checkpoint")
+    with result.checkpoint.as_directory() as d:
+        state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+    return Fitted(state=state, checkpoint_path=result.checkpoint.path)
+
+
+# ---- in a worker ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Worker:
+    """This Ray Train worker: its rank, its device (resolved here, in its own process) and a log that only rank 0
+    prints."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    def log(self, msg: str) -> None:
+        if self.rank == 0:
+            print(msg, flush=True)
+
+
+def worker(res: TrainResources) -> Worker:
+    """Set up this worker (``res.torch_threads`` torch threads) and describe it."""
+    import ray.train
+    import ray.train.torch
+
+    torch.set_num_threads(res.torch_threads)
+    ctx = ray.train.get_context()
+    return Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
+
+
+def resume(loop: Any, device: torch.device) -> bool:
+    """Load the last checkpoint's state into ``loop`` where Ray Train hands one (a restart or a rerun)."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return False
+    with checkpoint.as_directory() as d:
+        loop.load_state_dict(torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True))
+    return True
+
+
+def report(state: dict[str, Any], metrics: dict[str, Any], rank: int) -> None:
+    """Report ``metrics`` with a checkpoint of ``state`` (written by rank 0 only)."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = None
+        if rank == 0:
+            torch.save(state, Path(tmp) / STATE_FILE)
+            saved = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=saved)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process: its own pages and the pages of the node's shared object store that it
+    has read blocks from (zero-copy), which the object store's size bounds, not the worker."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
+
+
+def private_mb() -> float:
+    """This process's own resident memory now (RssAnon: heap, tensors, buffers; no shared or file pages)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+class PeakPrivate:
+    """The largest :func:`private_mb` seen, sampled every ``every`` batches of an iterator it passes through."""
+
+    def __init__(self, every: int = 8) -> None:
+        self.every, self.peak = every, private_mb()
+
+    def watch(self, items: Iterator[Any]) -> Iterator[Any]:
+        for i, item in enumerate(items):
+            if i % self.every == 0:
+                self.peak = max(self.peak, private_mb())
+            yield item
+        self.peak = max(self.peak, private_mb())
+
+
+def max_over_workers(value: float, device: torch.device) -> float:
+    if not torch.distributed.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return float(t.item())
