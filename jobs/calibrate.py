@@ -70,10 +70,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from genre_core.artifacts import load_cnn_bundle, save_cnn_bundle
     from genre_core.calibration import calibration_figures, fit_temperature
-    from genre_core.config import AudioConfig, Config
+    from genre_core.features import slice_mel
     from genre_core.inference import slice_outputs
     from genre_core.outside import ScoredSongs, fit_rule
-    from jobs.song_features import compute_features
+    from jobs.mel_cache import decode_log_mels
     from jobs.train import refuse_reserved_soundfonts
 
     model, meta = load_cnn_bundle(args.cnn)
@@ -96,10 +96,13 @@ def _run(args: argparse.Namespace) -> int:
     print("calibrating " + meta.version + ": " + ", ".join(f"{k} {len(v)} songs" for k, v in parts.items()),
           flush=True)
     fc = meta.feature_config
-    cfg = Config(audio=AudioConfig(sample_rate=fc.sample_rate), features=fc)
-    tasks = [(str(t), str(u), fc.slice_hop_frames) for part in parts.values()
-             for t, u in zip(part["track_id"], part["audio_uri"], strict=True)]
-    slices, errors = compute_features(tasks, cfg, args.workers, args.audio_root)
+    tasks = [(str(t), str(u)) for part in parts.values() for t, u in zip(part["track_id"], part["audio_uri"],
+                                                                           strict=True)]
+    mels, errors = decode_log_mels(tasks, fc, args.workers, args.audio_root)
+    for tid, err in errors.items():
+        print(f"  skipping {tid}: {err}", flush=True)
+    slices = {tid: slice_mel(mel, fc) for tid, mel in mels.items()}
+    del mels
     torch.set_num_threads(os.cpu_count() or 1)
     scored = {}
     for name, part in parts.items():

@@ -1,6 +1,8 @@
-"""Log-mels of a catalog's songs, decoded once by a pool of processes and cached on local disk (one .npy of all
-the mels concatenated along time, memory-mapped on reuse, and a .json index): what the driver of `genre-job train
-gan` scores its validation songs on, and what the GAN benchmarks read (benchmarks/gan_ablation.py)."""
+"""Log-mels of a few thousand songs, decoded by a pool of processes on this machine (:func:`decode_log_mels`, for
+the commands that need them in one process: `genre-job calibrate`), and cached on local disk
+(:func:`cached_log_mels`: one .npy of all the mels concatenated along time, memory-mapped on reuse, and a .json
+index): what the driver of `genre-job train gan` scores its validation songs on, and what the GAN benchmarks read
+(benchmarks/gan_ablation.py). Training at catalog scale streams songs through Ray Data instead (jobs/train_cnn.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import json
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +51,37 @@ def _song_mel(task: tuple[str, str]) -> tuple[str, np.ndarray | None, str | None
         return track_id, None, exc.describe()
 
 
+def decode_log_mels(tasks: Sequence[tuple[str, str]], feature_cfg: FeatureConfig, workers: int = 1,
+                    root: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Log-mel ``[n_mels, n_frames]`` per track id, and errors per track id (a song that cannot be decoded or is
+    shorter than a slice), of ``(track_id, audio_uri)`` tasks, decoded by ``workers`` processes; a line of progress
+    every 10 s."""
+    mels: dict[str, np.ndarray] = {}
+    errors: dict[str, str] = {}
+    t0, last = time.perf_counter(), 0.0
+
+    def results() -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+        if workers <= 1:
+            _init_worker(feature_cfg, root)
+            yield from map(_song_mel, tasks)
+            return
+        ctx = mp.get_context("spawn")  # no fork after torch/OpenMP initialisation
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(feature_cfg, root)) as pool:
+            yield from pool.imap(_song_mel, tasks, chunksize=4)
+
+    for k, (tid, mel, err) in enumerate(results(), start=1):
+        if err is not None:
+            errors[tid] = err
+        else:
+            mels[tid] = mel
+        now = time.perf_counter() - t0
+        if k == len(tasks) or now - last >= 10.0:
+            last = now
+            print(f"decoding: {k}/{len(tasks)} songs, {len(errors)} errors, {now:.1f} s "
+                  f"({k / max(now, 1e-9):.1f} songs/s)", flush=True)
+    return mels, errors
+
+
 def cached_log_mels(
     track_ids: Sequence[str], uris: Sequence[str], feature_cfg: FeatureConfig, cache_dir: str,
     workers: int = 1, root: str | None = None,
@@ -69,15 +102,7 @@ def cached_log_mels(
         mels = {t: big[:, a:b] for t, (a, b) in index["offsets"].items()}
         return mels, index["errors"]
     t0 = time.perf_counter()
-    tasks = list(zip(track_ids, uris, strict=True))
-    if workers <= 1:
-        _init_worker(feature_cfg, root)
-        results = list(map(_song_mel, tasks))
-    else:
-        with mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(feature_cfg, root)) as pool:
-            results = pool.map(_song_mel, tasks, chunksize=8)
-    mels = {t: m for t, m, _ in results if m is not None}
-    errors = {t: e for t, _, e in results if e is not None}
+    mels, errors = decode_log_mels(list(zip(track_ids, uris, strict=True)), feature_cfg, workers, root)
     offsets, pos = {}, 0
     for t in track_ids:
         if t in mels:
@@ -90,7 +115,7 @@ def cached_log_mels(
     os.replace(base + ".npy.tmp.npy", base + ".npy")
     with open(base + ".json", "w", encoding="utf-8") as fh:
         json.dump({"offsets": offsets, "errors": errors}, fh)
-    print(f"decoded {len(tasks)} songs ({len(errors)} errors) in {time.perf_counter() - t0:.1f} s; "
+    print(f"decoded {len(track_ids)} songs ({len(errors)} errors) in {time.perf_counter() - t0:.1f} s; "
           f"cached at {base}.npy", flush=True)
     return mels, errors
 

@@ -38,17 +38,23 @@ def run_name(kind: str, *parts: str) -> str:
     return f"train-{kind}-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
-def storage_args(path: str) -> dict[str, Any]:
-    """RunConfig's storage arguments: a local folder, or s3:// through the project's S3 settings
+def arrow_path(url: str) -> tuple[str, dict[str, Any]]:
+    """(path, keyword arguments) for Ray's readers, writers and run storage, which take a pyarrow filesystem: a
+    local folder (made absolute: workers do not run in this directory), or s3:// through the project's S3 settings
     (genre_core/storage.py: endpoint, retries)."""
-    if not path.startswith("s3://"):
-        return {"storage_path": os.path.abspath(path)}
+    if not url.startswith("s3://"):
+        return os.path.abspath(url), {}
     import pyarrow.fs
 
     from genre_core.storage import s3_filesystem
 
-    fs = pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(s3_filesystem()))
-    return {"storage_path": path[len("s3://"):], "storage_filesystem": fs}
+    return url[len("s3://"):], {"filesystem": pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(s3_filesystem()))}
+
+
+def storage_args(path: str) -> dict[str, Any]:
+    """RunConfig's storage arguments for ``path`` (:func:`arrow_path`)."""
+    root, kw = arrow_path(path)
+    return {"storage_path": root, **({"storage_filesystem": kw["filesystem"]} if kw else {})}
 
 
 def fit(worker_loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any], res: TrainResources,

@@ -115,24 +115,13 @@ def pair_songs(catalog: pd.DataFrame) -> pd.DataFrame:
     return rows[["track_id", "audio_uri", "reference_uri"]].astype(str).reset_index(drop=True)
 
 
-def _arrow_args(url: str) -> tuple[str, dict[str, Any]]:
-    """(path, keyword arguments) for Ray Data's Parquet reader and writer: a local folder, or s3:// through the
-    project's S3 settings (genre_core/storage.py)."""
-    from genre_core import storage
-
-    if not url.startswith("s3://"):
-        return os.path.abspath(url), {}
-    import pyarrow.fs
-
-    return url[len("s3://"):], {"filesystem": pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(
-        storage.s3_filesystem()))}
-
-
 def read_pairs(url: str, columns: list[str]) -> Any:
     """The pairs' Parquet files as a Ray Dataset of ``columns``, its files in a new order every epoch."""
     import ray
 
-    path, kw = _arrow_args(url)
+    from jobs.ray_train import arrow_path
+
+    path, kw = arrow_path(url)
     return ray.data.read_parquet(path, shuffle="files", **kw).select_columns(columns)
 
 
@@ -146,6 +135,7 @@ def training_pairs(songs: pd.DataFrame, cnn_url: str, cnn_version: str, fc: Feat
 
     from genre_core import storage
     from genre_core.training.data import PairFeatures, PairSlices
+    from jobs.ray_train import arrow_path
     from jobs.train_cnn import decode_pool
 
     key = hashlib.sha256("\n".join([cnn_version, str(hop), str(audio_root), *(
@@ -168,7 +158,7 @@ def training_pairs(songs: pd.DataFrame, cnn_url: str, cnn_version: str, fc: Feat
                                              "torch_threads": res.torch_threads},
         compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=PAIRS_PER_CALL, batch_format="numpy")
-    out, kw = _arrow_args(url)
+    out, kw = arrow_path(url)
     ds.write_parquet(out, **kw)
     fs.invalidate_cache(path)  # written by other processes
     owners = read_pairs(url, ["track_id"]) if fs.exists(path) else None

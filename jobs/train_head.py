@@ -22,6 +22,7 @@ import pandas as pd
 import ray
 
 from genre_core import storage
+from jobs.ray_train import arrow_path
 from jobs.resources import TrainResources
 from jobs.train import Plan
 
@@ -64,27 +65,19 @@ def write_backbone_outputs(p: Plan, res: TrainResources, url: str, bundle_url: s
         compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=8, batch_format="numpy")
     ds = ds.filter(lambda row: row["status"] != "error").select_columns(["track_id", "outputs"])
-    if url.startswith("s3://"):
-        ds.write_parquet(url[len("s3://"):], filesystem=_s3())
-    else:
-        ds.write_parquet(url)
+    path, kw = arrow_path(url)
+    ds.write_parquet(path, **kw)
 
 
 def read_backbone_outputs(url: str) -> dict[str, np.ndarray]:
     """Backbone outputs per track id, from the Parquet files of :func:`write_backbone_outputs` (read by Ray Data,
     which decodes its tensor columns)."""
-    ds = ray.data.read_parquet(url[len("s3://"):], filesystem=_s3()) if url.startswith("s3://") \
-        else ray.data.read_parquet(url)
+    path, kw = arrow_path(url)
+    ds = ray.data.read_parquet(path, **kw)
     found: dict[str, np.ndarray] = {}
     for b in ds.iter_batches(batch_size=256, batch_format="numpy"):
         found.update((str(t), np.asarray(o, np.float32)) for t, o in zip(b["track_id"], b["outputs"], strict=True))
     return found
-
-
-def _s3() -> Any:
-    import pyarrow.fs
-
-    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(storage.s3_filesystem()))
 
 
 def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all: float) -> int:
