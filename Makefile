@@ -94,7 +94,7 @@ SEPARATE_POOLS := decode.in_cnn_actors=false decode.concurrency=2 decode.num_cpu
 # benchmarks/RESULTS.md (about 40 minutes on 2 cores; renders the corpus first when $(CORPUS) has none). Run it on
 # an otherwise idle machine.
 bench: setup $(CORPUS)/corpus/catalog.parquet $(CORPUS)/shifted/catalog.parquet $(CORPUS)/outside/catalog.parquet \
-		$(CORPUS)/outside-opl3/catalog.parquet
+		$(CORPUS)/outside-opl3/catalog.parquet $(CORPUS)/test/catalog.parquet
 	$(BIN)/pip install -q --disable-pip-version-check py-spy==0.4.1   # for profile_job.py
 	$(BIN)/python benchmarks/frontend.py --files $(CORPUS)/corpus/audio --n 100
 	$(BIN)/python benchmarks/frontend.py --sample-rate 44100
@@ -112,7 +112,7 @@ bench: setup $(CORPUS)/corpus/catalog.parquet $(CORPUS)/shifted/catalog.parquet 
 	$(BIN)/python benchmarks/scale.py --design store --tracks 3000000
 	$(BIN)/python benchmarks/scale.py --design table --tracks 10000000
 	$(BIN)/python benchmarks/outside_taxonomy.py --cnn models/default/cnn --catalog $(CORPUS)/corpus/catalog.parquet \
-		--outside $(CORPUS)/outside/catalog.parquet --outside-heldout $(CORPUS)/outside-opl3/catalog.parquet --record
+		--catalog $(CORPUS)/test/catalog.parquet --outside $(CORPUS)/outside/catalog.parquet --outside-heldout $(CORPUS)/outside-opl3/catalog.parquet --record
 
 $(CORPUS)/corpus/catalog.parquet:
 	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --soundfonts $(SOUNDFONTS) --out $(CORPUS)/corpus
@@ -127,6 +127,10 @@ $(CORPUS)/outside/catalog.parquet:
 # outside styles through the soundfont the out-of-taxonomy rule was not chosen on (new songs: seed 1)
 $(CORPUS)/outside-opl3/catalog.parquet:
 	$(BIN)/python -m jobs.make_catalog --per-genre 20 --seed 1 --genres outside --soundfonts opl3 --out $(CORPUS)/outside-opl3
+
+# new test songs of the taxonomy (seed 13), pooled with the corpus's test split to measure calibration
+$(CORPUS)/test/catalog.parquet:
+	$(BIN)/python -m jobs.make_catalog --per-genre 30 --seed 13 --split test --soundfonts $(SOUNDFONTS) --out $(CORPUS)/test
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

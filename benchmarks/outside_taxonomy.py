@@ -7,7 +7,9 @@ Labels, with the production labeller (``genre_core.labelling``: decode, the mode
 out-of-taxonomy rule and calibration), only songs that chose nothing (`genre-job calibrate` reads the train and
 val splits):
 
-* the ``test`` split of ``--catalog`` (songs of the taxonomy);
+* the ``test`` split of ``--catalog`` (songs of the taxonomy; repeat it to pool the test songs of several
+  catalogs, e.g. the training corpus's and a catalog of new songs made with ``make-catalog --split test``: the
+  ECE of 10 bins over a couple of hundred songs is noisy, and a larger held-out split measures it better);
 * the ``test`` split of ``--outside`` (new songs of the outside styles, the soundfonts the choice used);
 * every song of ``--outside-heldout`` (outside styles rendered with a soundfont the choice did not use).
 
@@ -70,7 +72,8 @@ def met(ok: bool) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cnn", required=True, help="a CNN bundle calibrated by `genre-job calibrate`")
-    ap.add_argument("--catalog", required=True, help="catalog of the taxonomy; its test split is labelled")
+    ap.add_argument("--catalog", required=True, action="append",
+                    help="catalog of the taxonomy; its test split is labelled (repeat to pool several catalogs)")
     ap.add_argument("--outside", required=True, help="catalog of outside styles; its test split is labelled")
     ap.add_argument("--outside-heldout", required=True, help="outside styles of a soundfont the choice did not use")
     ap.add_argument("--cache", default=None, help="folder keeping the label rows between runs")
@@ -82,8 +85,13 @@ def main() -> int:
     if bundle.outside is None or bundle.calibration is None:
         print(f"error: {args.cnn} is not calibrated; run `genre-job calibrate` first", file=sys.stderr)
         return 2
-    catalog, outside, heldout = (read_catalog(u) for u in (args.catalog, args.outside, args.outside_heldout))
-    inside = labelled(voter, catalog[catalog["split"] == "test"], "inside-test", args.cache)
+    outside, heldout = read_catalog(args.outside), read_catalog(args.outside_heldout)
+    parts = [labelled(voter, df[df["split"] == "test"], "inside-test", args.cache).assign(catalog=url)
+             for url, df in ((u, read_catalog(u)) for u in args.catalog)]
+    inside = pd.concat(parts, ignore_index=True)
+    if inside["track_id"].duplicated().any():
+        print("error: the --catalog catalogs share track ids", file=sys.stderr)
+        return 2
     new = labelled(voter, outside[outside["split"] == "test"], "outside-test", args.cache)
     held = labelled(voter, heldout, "outside-heldout", args.cache)
 
@@ -119,6 +127,11 @@ def main() -> int:
     bins = "; ".join(f"{b['low']:.1f}-{b['high']:.1f}: {b['n']} songs, conf {b['confidence']:.2f}, right "
                      f"{b['accuracy']:.2f}" for b in reliability(conf, forced_right) if b["n"])
     lines.append(f"- reliability bins (test): {bins}")
+    if len(args.catalog) > 1:
+        for url, g in inside.groupby("catalog", sort=False):
+            c, r = conf[g.index], forced_right[g.index]
+            lines.append(f"  - {url}, {len(g)} test songs: ECE {expected_calibration_error(c, r):.3f}, "
+                         f"mean confidence {c.mean():.3f}, share right {r.mean():.3f}")
     table = bundle.outside.selection.get("table", [])
     if table:
         lines.append("- the comparison on validation songs that chose the rule (from the bundle):\n")

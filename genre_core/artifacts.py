@@ -29,13 +29,13 @@ from genre_core import storage
 from genre_core.calibration import Calibration
 from genre_core.config import CNNConfig, FeatureConfig, VotingConfig, from_dict, to_dict
 from genre_core.models.cnn import SliceCNN
-from genre_core.outside import FeatureStats, OutsideRule
+from genre_core.outside import OutsideRule, stats_from_tensors
 
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "bundle.json"
 CNN_ARCHS = ("slice_cnn", "musicnn")
 BUNDLE_FORMAT = 1
-OUTSIDE_PREFIX = "outside."  # tensors of the out-of-taxonomy rule's FeatureStats, beside the model's in the weights
+OUTSIDE_PREFIX = "outside."  # tensors of the out-of-taxonomy rule's statistics, beside the model's in the weights
 
 
 class BundleError(RuntimeError):
@@ -220,8 +220,9 @@ def load_cnn_bundle(url: str, device: str | torch.device | None = None) -> tuple
     if meta.outside is not None and meta.outside.needs_embeddings:
         if not stats:
             raise BundleError(f"bundle {url}: its out-of-taxonomy rule ({meta.outside.score}) needs the training "
-                              f"songs' feature statistics, which its {WEIGHTS_FILE} lacks")
-        meta = dataclasses.replace(meta, outside=dataclasses.replace(meta.outside, stats=FeatureStats(**stats)))
+                              f"songs' statistics, which its {WEIGHTS_FILE} lacks")
+        meta = dataclasses.replace(meta, outside=dataclasses.replace(
+            meta.outside, stats=stats_from_tensors(meta.outside.score, stats)))
     model = build_cnn_model(meta)
     try:
         model.load_state_dict(tensors, strict=True)

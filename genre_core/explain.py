@@ -50,7 +50,10 @@ def outside_reason(score: float, cnn: CNNBundle | None) -> str:
         return (f"its slices look unlike the songs of every genre of the taxonomy: out-of-taxonomy score {score:.4g} "
                 "passed the model's threshold (unknown here: pass --models with the bundles the label was made with)")
     rule = cnn.outside
-    return (f"its slices look unlike the songs of every genre of the taxonomy: out-of-taxonomy score ({rule.score}) "
+    what = ("the backbone hears a style outside the taxonomy (one of its tags for folk, ambient, House, electronic, "
+            "soul ... stands out far above the training songs')" if rule.score == "outside_tags"
+            else "its slices look unlike the songs of every genre of the taxonomy")
+    return (f"{what}: out-of-taxonomy score ({rule.score}) "
             f"{score:.4g} {'>' if rule.is_outside(score) else '<='} threshold {rule.threshold:.4g}, chosen on "
             "validation songs of the taxonomy and of styles outside it")
 

@@ -15,7 +15,12 @@ Scores (:data:`SCORES`), each a pure function of the song's slice logits ``[n, C
 * ``feature_distance``: the Mahalanobis distance of the song's mean embedding to the nearest genre's mean, with
   one covariance shared by the genres, all fitted on the training songs (Lee et al. 2018): the standardised
   song embedding ``x``, ``min over genres k of (x - mu_k)^T P (x - mu_k)``, ``P`` the inverse of the pooled
-  within-genre covariance plus a ridge.
+  within-genre covariance plus a ridge;
+* ``outside_tags`` (a musicnn backbone only): the backbone's tags that name styles outside the taxonomy (folk,
+  ambient, House, electronic, ...: ``genre_core/models/data/outside_tags.yaml``), each tag's probability averaged
+  over the song's slices and standardised by its mean and standard deviation over the training songs; the score
+  is the largest of them. It asks what the backbone learnt from real records of those styles, which the genre
+  head was never trained on: "this sounds more like an ambient record than any training song of the ten genres".
 
 Which score and which threshold: :func:`compare_scores` scores validation songs of the taxonomy and validation
 songs of styles outside it (never test songs), and :func:`choose_threshold` applies the target written down
@@ -37,10 +42,10 @@ import numpy as np
 from genre_core.calibration import log_softmax
 from genre_core.voting import decide
 
-SCORES: tuple[str, ...] = ("vote_share", "max_logit", "energy", "feature_distance")
+SCORES: tuple[str, ...] = ("vote_share", "max_logit", "energy", "feature_distance", "outside_tags")
 # vote_share is in the comparison as the baseline only: the vote rule already thresholds it (tau), so as an
 # out-of-taxonomy score it would merely raise tau and call ambiguous songs outside the taxonomy
-ELIGIBLE: tuple[str, ...] = ("max_logit", "energy", "feature_distance")
+ELIGIBLE: tuple[str, ...] = ("max_logit", "energy", "feature_distance", "outside_tags")
 RIDGE = 0.1  # added to the diagonal of the pooled covariance of the standardised embeddings
 
 
@@ -83,10 +88,46 @@ def fit_feature_stats(embeddings: Sequence[np.ndarray], labels: Sequence[int]) -
                         np.linalg.inv(cov).astype(np.float32))
 
 
+@dataclass(frozen=True, eq=False)
+class TagStats:
+    """What ``outside_tags`` needs (stored in the model bundle): the embedding ``columns`` holding the logits of
+    the tags that name outside styles, and those tags' mean probability and its spread over the training songs."""
+
+    columns: np.ndarray  # [K] int64
+    mean: np.ndarray     # [K] float32
+    scale: np.ndarray    # [K] float32, standard deviation + 1e-6
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """``[K]``: each outside tag's sigmoid probability, averaged over the song's slices."""
+        z = np.asarray(embeddings, np.float64)[:, np.asarray(self.columns, np.int64)]
+        return (1.0 / (1.0 + np.exp(-z))).mean(axis=0)
+
+    def score(self, embeddings: np.ndarray) -> float:
+        return float(((self.probabilities(embeddings) - self.mean) / self.scale).max())
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"columns": self.columns, "mean": self.mean, "scale": self.scale}
+
+
+def fit_tag_stats(embeddings: Sequence[np.ndarray], columns: Sequence[int]) -> TagStats:
+    """:class:`TagStats` of training songs (``embeddings[i]``: song i's slice embeddings) for the tag ``columns``."""
+    if not len(columns):
+        raise ValueError("outside_tags needs the columns of at least one tag")
+    probe = TagStats(np.asarray(columns, np.int64), np.zeros(len(columns)), np.ones(len(columns)))
+    p = np.stack([probe.probabilities(e) for e in embeddings])
+    return TagStats(probe.columns, p.mean(axis=0).astype(np.float32), (p.std(axis=0) + 1e-6).astype(np.float32))
+
+
+def stats_from_tensors(score: str, tensors: dict[str, np.ndarray]) -> FeatureStats | TagStats:
+    """The statistics of an out-of-taxonomy rule on score ``score``, from the tensors a bundle stored."""
+    return TagStats(**tensors) if score == "outside_tags" else FeatureStats(**tensors)
+
+
 def song_score(kind: str, logits: np.ndarray, embeddings: np.ndarray | None = None,
-               stats: FeatureStats | None = None) -> float:
+               stats: FeatureStats | TagStats | None = None) -> float:
     """The song's out-of-distribution score ``kind`` (higher = further outside) from its slice logits
-    ``[n, C]`` (and, for ``feature_distance``, its slice embeddings ``[n, D]`` and the training songs' stats)."""
+    ``[n, C]`` (and, for ``feature_distance`` and ``outside_tags``, its slice embeddings ``[n, D]`` and the
+    training songs' statistics: :class:`FeatureStats`, :class:`TagStats`)."""
     z = np.asarray(logits, np.float64)
     if kind == "vote_share":
         return -float(np.exp(log_softmax(z)).mean(axis=0).max())
@@ -98,6 +139,10 @@ def song_score(kind: str, logits: np.ndarray, embeddings: np.ndarray | None = No
         if embeddings is None or stats is None:
             raise ValueError("feature_distance needs the song's embeddings and the training songs' statistics")
         return stats.distance(embeddings)
+    if kind == "outside_tags":
+        if embeddings is None or not isinstance(stats, TagStats):
+            raise ValueError("outside_tags needs the song's embeddings and the training songs' tag statistics")
+        return stats.score(embeddings)
     raise ValueError(f"unknown out-of-distribution score {kind!r}; known: {list(SCORES)}")
 
 
@@ -107,12 +152,12 @@ class OutsideRule:
 
     score: str
     threshold: float
-    stats: FeatureStats | None = None  # for feature_distance
+    stats: FeatureStats | TagStats | None = None  # for feature_distance, outside_tags
     selection: dict[str, Any] | None = None  # how it was chosen (the comparison table), as recorded in the bundle
 
     @property
     def needs_embeddings(self) -> bool:
-        return self.score == "feature_distance"
+        return self.score in ("feature_distance", "outside_tags")
 
     def song_score(self, logits: np.ndarray, embeddings: np.ndarray | None = None) -> float:
         return song_score(self.score, logits, embeddings, self.stats)
@@ -185,15 +230,21 @@ class ScoredSongs:
 
 
 def fit_rule(train: ScoredSongs, val_inside: ScoredSongs, val_outside: ScoredSongs, tau: float, margin: float,
-             max_coverage_drop: float) -> OutsideRule:
+             max_coverage_drop: float, outside_columns: Sequence[int] = ()) -> OutsideRule:
     """The out-of-taxonomy rule for a model: every score of :data:`SCORES` compared on the validation songs
-    (:func:`compare_scores`; ``train`` songs only give ``feature_distance`` its statistics), the best one kept
-    with its threshold and the comparison table (``selection``)."""
-    stats = fit_feature_stats(train.embeddings, train.labels or [])
+    (:func:`compare_scores`; ``train`` songs only give ``feature_distance`` and ``outside_tags`` their
+    statistics), the best one kept with its threshold and the comparison table (``selection``). ``outside_tags``
+    takes part only with the embedding columns of the outside styles' tags (``outside_columns``: a musicnn
+    backbone, :func:`genre_core.models.genre_head.outside_tag_columns`)."""
+    stats: dict[str, FeatureStats | TagStats] = {"feature_distance": fit_feature_stats(train.embeddings,
+                                                                                       train.labels or [])}
+    if len(outside_columns):
+        stats["outside_tags"] = fit_tag_stats(train.embeddings, outside_columns)
+    kinds = [k for k in SCORES if k != "outside_tags" or k in stats]
 
     def scored(songs: ScoredSongs) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        scores = {k: np.array([song_score(k, z, e, stats) for z, e in zip(songs.logits, songs.embeddings,
-                                                                           strict=True)]) for k in SCORES}
+        scores = {k: np.array([song_score(k, z, e, stats.get(k)) for z, e in zip(songs.logits, songs.embeddings,
+                                                                                  strict=True)]) for k in kinds}
         decisions = [decide(np.exp(log_softmax(z)), tau, margin) for z in songs.logits]
         decided = np.array([d.classified for d in decisions])
         right = np.array([d.top_index == y for d, y in zip(decisions, songs.labels or [-1] * len(decisions),
@@ -209,4 +260,4 @@ def fit_rule(train: ScoredSongs, val_inside: ScoredSongs, val_outside: ScoredSon
                            "higher AUROC)",
                  "max_coverage_drop": max_coverage_drop, "n_val_inside": len(val_inside.logits),
                  "n_val_outside": len(val_outside.logits), "n_train": len(train.logits), "table": table}
-    return OutsideRule(chosen, threshold, stats if chosen == "feature_distance" else None, selection)
+    return OutsideRule(chosen, threshold, stats.get(chosen), selection)

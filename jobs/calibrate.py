@@ -1,9 +1,10 @@
 """Fit a CNN bundle's calibrated confidence and its out-of-taxonomy rule on validation songs; write a new bundle.
 
 Reads the model's slice logits and embeddings for
-  * --catalog (one or more): songs of the taxonomy (genre set): split 'train' gives the feature statistics of
-    the feature_distance score, split 'val' the calibration and, with the outside songs, the rule (more
-    validation songs than a training catalog's own: a catalog of new songs made with make-catalog --split val);
+  * --catalog (one or more): songs of the taxonomy (genre set): split 'train' gives the statistics of the
+    feature_distance and outside_tags scores, split 'val' the calibration and, with the outside songs, the rule
+    (more validation songs than a training catalog's own: a catalog of new songs made with make-catalog --split
+    val);
   * --outside: songs of styles outside the taxonomy (genre null, as `genre-job make-catalog --genres outside`
     renders them), split 'val' only.
 Test songs are never read. The confidence is temperature-scaled (genre_core/calibration.py); the rule compares
@@ -72,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     from genre_core.calibration import calibration_figures, fit_temperature
     from genre_core.features import slice_mel
     from genre_core.inference import slice_outputs
+    from genre_core.models.genre_head import outside_tag_columns
     from genre_core.outside import ScoredSongs, fit_rule
     from jobs.mel_cache import decode_log_mels
     from jobs.train import refuse_reserved_soundfonts
@@ -117,11 +119,11 @@ def _run(args: argparse.Namespace) -> int:
     print(f"calibration: temperature {calibration.temperature:.3f} (validation NLL {calibration.val_nll:.3f}, "
           f"ECE {fitted['ece']:.3f} on the songs it was fitted on)", flush=True)
     rule = fit_rule(scored["train"], scored["val"], scored["outside"], meta.voting.tau, meta.voting.margin,
-                    args.max_coverage_drop)
+                    args.max_coverage_drop, outside_tag_columns(meta.backbone))
     print(format_table(rule.selection["table"]))
     print(f"out-of-taxonomy rule: {rule.score} > {rule.threshold:.4g}", flush=True)
     metrics = dict(meta.metrics)
-    metrics["calibrated_from"] = meta.version
+    metrics["calibrated_from"] = meta.metrics.get("calibrated_from", meta.version)  # the trained weights' bundle
     metrics["calibration_val"] = fitted
     metrics["calibration_skipped"] = sorted(errors)
     new = dataclasses.replace(meta, calibration=calibration, outside=rule, metrics=metrics, version="",

@@ -52,6 +52,21 @@ def read_tag_map(backbone_name: str) -> list[dict[str, Any]]:
     return list(maps[backbone_name])
 
 
+def outside_tag_columns(backbone: dict[str, Any]) -> list[int]:
+    """The columns, in the slice embedding (:meth:`MusicnnGenreModel.embed`: the tag logits come first), of the
+    backbone's tags that name styles outside the taxonomy (``data/outside_tags.yaml``); ``backbone`` is what a
+    bundle records of its backbone (``name``, ``tags``). Empty for a backbone the file does not list."""
+    import yaml
+
+    text = resources.files("genre_core.models").joinpath("data", "outside_tags.yaml").read_text(encoding="utf-8")
+    entries = yaml.safe_load(text).get(backbone.get("name"), [])
+    tags = list(backbone.get("tags", []))
+    missing = [e["tag"] for e in entries if e["tag"] not in tags]
+    if missing:
+        raise ConfigError(f"outside_tags.yaml names tags {missing} that backbone {backbone.get('name')!r} lacks")
+    return [tags.index(e["tag"]) for e in entries]
+
+
 def prior_matrix(entries: Sequence[dict[str, Any]], tags: Sequence[str], classes: Sequence[str]) -> torch.Tensor:
     """``M [n_classes, n_tags]``: the map's weights, each genre's row normalised to sum 1 (0 for an unmapped genre).
 

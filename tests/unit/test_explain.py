@@ -98,6 +98,10 @@ def test_outside_taxonomy_replays_the_rule_and_qualifies_the_confidence() -> Non
     assert "top share 0.900 (jazz) >= tau 0.85" in text and "the forced vote would say jazz" in text
     assert "were this song of one of its genres" in text
     assert unclassified_line(r, CLASSES) == "t1  outside_taxonomy  (outside score 521.4; forced vote jazz)"
+    tags = dataclasses.replace(CNN, outside=OutsideRule("outside_tags", 4.0))
+    text = explain(r | {"outside_score": 6.5}, CLASSES, tags)
+    assert "outside_taxonomy: the backbone hears a style outside the taxonomy" in text
+    assert "out-of-taxonomy score (outside_tags) 6.5 > threshold 4" in text
     ambiguous = row("unclassified", [0.4, 0.35, 0.25]) | {"reason": "ambiguous_vote", "confidence": 0.41}
     assert explain(ambiguous, CLASSES, CNN).splitlines()[1].startswith("reason: ambiguous_vote: ")
     assert "confidence: 0.410 (calibrated probability that blues is right)" in explain(ambiguous, CLASSES, CNN)

@@ -7,8 +7,23 @@ import pytest
 import torch
 
 from genre_core.config import GENRES, ConfigError
-from genre_core.models.genre_head import PRIOR_SCALE, TagPriorHead, prior_matrix, read_tag_map
-from genre_core.training.head import HeadSong, fit_head, head_probabilities, one_standard_error_choice, train_head
+from genre_core.models.genre_head import (
+    PRIOR_SCALE,
+    TagPriorHead,
+    outside_tag_columns,
+    prior_matrix,
+    read_tag_map,
+)
+from genre_core.training.head import (
+    BEST,
+    ONE_STANDARD_ERROR,
+    HeadSong,
+    best_choice,
+    fit_head,
+    head_probabilities,
+    one_standard_error_choice,
+    train_head,
+)
 
 MSD_TAGS = ("rock", "pop", "jazz", "Hip-Hop", "dance", "funk", "country", "blues", "metal", "heavy metal")
 N_PEN, N_POOL = 6, 4
@@ -25,6 +40,18 @@ def test_msd_map_reads_and_gives_each_mapped_genre_a_row_summing_to_one() -> Non
     for g in ("blues", "country", "disco", "hiphop", "jazz", "metal", "pop", "rock"):
         assert sums[g] == pytest.approx(1.0)
     assert m[GENRES.index("rock"), tags.index("rock")] > m[GENRES.index("rock"), tags.index("punk")] > 0
+
+
+def test_outside_style_tags_are_found_among_the_backbone_tags_and_never_map_to_a_genre() -> None:
+    tags = ["rock", "folk", "pop", "ambient", "House", "electronic", "electronica", "electro", "chillout", "chill",
+            "experimental", "soul"]
+    columns = outside_tag_columns({"name": "musicnn-msd", "tags": tags})
+    assert {tags[c] for c in columns} == {"folk", "ambient", "House", "electronic", "electronica", "electro",
+                                          "chillout", "chill", "experimental", "soul"}
+    assert not {tags[c] for c in columns} & {e["tag"] for e in read_tag_map("musicnn-msd")}
+    assert outside_tag_columns({}) == []  # the from-scratch CNN has no tags
+    with pytest.raises(ConfigError, match="lacks"):
+        outside_tag_columns({"name": "musicnn-msd", "tags": ["rock"]})
 
 
 def test_map_errors_are_named() -> None:
@@ -126,6 +153,24 @@ def test_l2_is_the_stiffest_within_one_standard_error_of_the_best() -> None:
     assert (row["l2"], top) == (1e-1, 0.80) and abs(se - 0.04) < 1e-12
     row, _, _ = one_standard_error_choice(grid, n_val=10_000)  # se 0.004: 0.77 is now clearly worse
     assert row["l2"] == 1e-3
+    row, top, _ = best_choice(grid, n_val=100)  # fine-tuning on a catalog's own songs: the best
+    assert (row["l2"], top) == (1e-3, 0.80)
+    tied = [*grid, {"l2": 3e-3, "val_forced_accuracy": 0.80}]
+    assert best_choice(tied, n_val=100)[0]["l2"] == 3e-3  # of equals, the stiffer
+
+
+def test_train_head_applies_its_l2_rule() -> None:
+    rng = np.random.default_rng(1)
+    train = _songs(rng, 8, "sf1", True) + _songs(rng, 8, "sf2", True)
+    val = _songs(rng, 4, "sf1", True) + _songs(rng, 4, "sf2", True)
+    grid = (1e-3, 3e-3, 1e4)
+    stiff = train_head(_head(), train, val, l2_grid=grid, log=lambda _: None)
+    best = train_head(_head(), train, val, l2_grid=grid, l2_rule=BEST, log=lambda _: None)
+    assert best.selection["l2_rule"] == BEST and stiff.selection["l2_rule"] == ONE_STANDARD_ERROR
+    expected_best, _, _ = best_choice(best.grid, len(val))
+    assert best.l2 == expected_best["l2"] and stiff.l2 >= best.l2
+    with pytest.raises(ValueError, match="unknown l2 rule"):
+        train_head(_head(), train, val, l2_rule="median", log=lambda _: None)
 
 
 def test_one_group_is_cross_validated_over_train_and_val_songs() -> None:

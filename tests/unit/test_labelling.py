@@ -20,7 +20,7 @@ from genre_core.features import feature_version, n_slices_for
 from genre_core.inference import slice_outputs
 from genre_core.labelling import CNNVoter, label_catalog, label_track
 from genre_core.models.cnn import SliceCNN
-from genre_core.outside import OutsideRule, fit_feature_stats, song_score
+from genre_core.outside import OutsideRule, fit_feature_stats, fit_tag_stats, song_score
 from genre_core.schema import LABEL_COLUMNS, LABELS_SCHEMA, classes_of, labels_table, vote_list
 
 SR = 22050
@@ -199,10 +199,12 @@ def test_songs_past_the_outside_threshold_stay_unclassified_with_their_reason(bu
     assert all(len(s) for i, s in enumerate(ambiguous["slices"]) if i != far)  # the GAN stage's input
 
 
-def test_a_feature_rule_keeps_its_training_statistics_in_the_bundle(bundle: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("score", ["feature_distance", "outside_tags"])
+def test_a_rule_keeps_its_training_statistics_in_the_bundle(bundle: str, tmp_path: Path, score: str) -> None:
     rng = np.random.default_rng(4)
-    stats = fit_feature_stats([rng.standard_normal((3, 128)) for _ in range(12)], [0, 1, 2] * 4)
-    url = _calibrated(bundle, tmp_path, OutsideRule("feature_distance", 5.0, stats))
+    train = [rng.standard_normal((3, 128)) for _ in range(12)]
+    stats = fit_feature_stats(train, [0, 1, 2] * 4) if score == "feature_distance" else fit_tag_stats(train, [3, 70])
+    url = _calibrated(bundle, tmp_path, OutsideRule(score, 5.0, stats))
     _, meta = load_cnn_bundle(url)
     for name, value in stats.tensors().items():
         np.testing.assert_array_equal(meta.outside.stats.tensors()[name], value)
@@ -210,4 +212,4 @@ def test_a_feature_rule_keeps_its_training_statistics_in_the_bundle(bundle: str,
     out = CNNVoter(url)({"slices": [song]})
     model, _ = load_cnn_bundle(bundle)
     _, emb = slice_outputs(model, [song])
-    assert out["outside_score"][0] == pytest.approx(stats.distance(emb[0]), rel=1e-4)
+    assert out["outside_score"][0] == pytest.approx(song_score(score, np.zeros((2, 1)), emb[0], stats), rel=1e-4)

@@ -15,7 +15,9 @@ from genre_core.outside import (
     compare_scores,
     fit_feature_stats,
     fit_rule,
+    fit_tag_stats,
     song_score,
+    stats_from_tensors,
 )
 
 
@@ -71,7 +73,7 @@ def test_comparison_picks_the_eligible_score_that_catches_most_outside_songs() -
     chosen, th, table = compare_scores(inside, decided, right, outside, np.ones(n, bool), 0.05)
     assert chosen == "energy" and chosen in ELIGIBLE
     rows = {r["score"]: r for r in table}
-    assert set(rows) == set(SCORES)
+    assert set(rows) == set(inside)
     assert rows["energy"]["threshold"] == th
     assert rows["energy"]["inside_coverage_before"] - rows["energy"]["inside_coverage"] <= 0.05 + 1e-9
     assert rows["energy"]["outside_unclassified"] > rows["max_logit"]["outside_unclassified"]
@@ -89,6 +91,48 @@ def test_fit_rule_keeps_the_table_and_the_statistics_of_a_feature_rule() -> None
     rule = fit_rule(songs(0.0, 40, True), songs(0.0, 40, True), songs(4.0, 40, False), tau=0.5, margin=0.0,
                     max_coverage_drop=0.05)
     assert isinstance(rule, OutsideRule) and rule.score == "feature_distance" and rule.stats is not None
-    assert len(rule.selection["table"]) == len(SCORES) and rule.selection["n_val_outside"] == 40
+    assert len(rule.selection["table"]) == len(SCORES) - 1 and rule.selection["n_val_outside"] == 40  # no tags
     far = rule.song_score(np.zeros((3, 2)), np.full((3, 6), 4.0))
     assert rule.is_outside(far) and not rule.is_outside(rule.song_score(np.zeros((3, 2)), np.zeros((3, 6))))
+
+
+def test_outside_tags_score_is_the_most_unusual_outside_tag_of_the_song() -> None:
+    rng = np.random.default_rng(5)
+    # embedding columns 1 and 3 are the logits of two outside tags; over training songs they sit near -2 and 0
+    train = [np.column_stack([rng.normal(0, 1, 4), rng.normal(-2, 0.3, 4), rng.normal(0, 1, 4),
+                              rng.normal(0, 0.3, 4)]) for _ in range(50)]
+    stats = fit_tag_stats(train, [1, 3])
+    assert stats.mean[0] == pytest.approx(1 / (1 + np.exp(2)), abs=0.02)
+    assert stats.mean[1] == pytest.approx(0.5, abs=0.02)
+    usual = np.tile([9.0, -2.0, -9.0, 0.0], (4, 1))  # the other columns do not count, however extreme
+    ambient = np.tile([0.0, 3.0, 0.0, 0.0], (4, 1))  # the first outside tag near certain
+    assert song_score("outside_tags", np.zeros((4, 2)), usual, stats) == pytest.approx(0.0, abs=0.5)
+    expected = (1 / (1 + np.exp(-3.0)) - stats.mean[0]) / stats.scale[0]
+    assert song_score("outside_tags", np.zeros((4, 2)), ambient, stats) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="tag statistics"):
+        song_score("outside_tags", np.zeros((4, 2)), ambient, None)
+    again = stats_from_tensors("outside_tags", stats.tensors())
+    assert again.score(ambient) == stats.score(ambient)
+
+
+def test_fit_rule_compares_outside_tags_only_given_their_columns_and_keeps_its_statistics() -> None:
+    rng = np.random.default_rng(6)
+
+    # column 0 is an outside tag's logit: spread widely below 0 for songs of the taxonomy (probability near 0),
+    # 0 for outside songs (probability 0.5). In the embedding space that is no further than the taxonomy's own
+    # spread, so feature_distance cannot tell them apart; the tag's probability can
+    def songs(inside: bool, n: int) -> ScoredSongs:
+        tag = (lambda: rng.uniform(-10, -1)) if inside else (lambda: 0.0)
+        emb = [np.column_stack([np.full(3, tag()), rng.normal(0, 1, (3, 5))]) for _ in range(n)]
+        return ScoredSongs([np.tile([2.0, 0.0], (3, 1)) for _ in range(n)], emb, [0] * n if inside else None)
+
+    train, val_in, val_out = songs(True, 40), songs(True, 40), songs(False, 40)
+    rule = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, max_coverage_drop=0.05, outside_columns=[0])
+    assert rule.score == "outside_tags" and list(rule.stats.columns) == [0]
+    assert {r["score"] for r in rule.selection["table"]} == set(SCORES)
+    assert rule.is_outside(rule.song_score(np.zeros((3, 2)), val_out.embeddings[0]))
+    assert not rule.is_outside(rule.song_score(np.zeros((3, 2)), np.full((3, 6), -3.0)))
+    rows = {r["score"]: r for r in rule.selection["table"]}
+    assert rows["outside_tags"]["outside_unclassified"] > rows["feature_distance"]["outside_unclassified"]
+    plain = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, max_coverage_drop=0.05)
+    assert "outside_tags" not in {r["score"] for r in plain.selection["table"]}
