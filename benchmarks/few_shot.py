@@ -10,7 +10,8 @@
 2. for each seed, ``--per-genre`` songs per genre drawn from the target catalog's ``train`` split (songs of the
    held-out soundfont), and on exactly those songs, held out for validation as the job does when a catalog has no
    ``val`` split (``split_by_song``, ``train.val_fraction`` of configs/musicnn.yaml):
-   - **fine-tuned**: what ``genre-job train cnn --from BASE`` runs (``train_head`` from the base's head);
+   - **fine-tuned**: what ``genre-job train cnn --from BASE`` runs (``train_head`` from the base's head, the
+     best cross-validated l2);
    - **scratch**: the from-scratch slice CNN (``configs/default.yaml``, ``train_cnn``);
 3. each labels the target catalog's ``val`` and ``test`` songs (new songs of the held-out soundfont, never drawn
    for training) with its own thresholds: forced accuracy, coverage, accuracy on decided songs.
@@ -33,7 +34,7 @@ from _songs import MUSICNN_CONFIG, musicnn_outputs, read_catalogs, scores, scrat
 
 from genre_core.config import GENRES, load_config  # noqa: E402
 from genre_core.training.cnn import Song, evaluate_songs, split_by_song  # noqa: E402
-from genre_core.training.head import HeadSong, head_probabilities, train_head  # noqa: E402
+from genre_core.training.head import BEST, HeadSong, head_probabilities, train_head  # noqa: E402
 
 
 def main() -> int:
@@ -79,7 +80,7 @@ def main() -> int:
         shots = pool.groupby("genre", group_keys=False).sample(n=args.per_genre, random_state=seed)
         tr, va = split_by_song([Song(t, genre[t], dense[t]) for t in shots["track_id"]], val_fraction, seed)
         tuned = train_head(base.head, [heads[s.song_id] for s in tr], [heads[s.song_id] for s in va],
-                           target_accuracy=args.target_accuracy, log=lambda _: None)
+                           target_accuracy=args.target_accuracy, l2_rule=BEST, log=lambda _: None)
         row = {"seed": seed, "n_shots": len(shots), "n_test": len(test_ids), **base_row}
         row |= scores(evaluate_songs(head_probabilities(tuned.head, [heads[t] for t in test_ids]), labels,
                                      tuned.voting), "tuned")

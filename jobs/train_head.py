@@ -87,7 +87,14 @@ def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all
     from genre_core.metrics import confusion_matrix
     from genre_core.models.genre_head import new_genre_model
     from genre_core.training.cnn import evaluate_songs
-    from genre_core.training.head import HeadSong, head_probabilities, prior_probabilities, train_head
+    from genre_core.training.head import (
+        BEST,
+        ONE_STANDARD_ERROR,
+        HeadSong,
+        head_probabilities,
+        prior_probabilities,
+        train_head,
+    )
     from jobs.models import backbone_dir
 
     cfg, classes = p.cfg, p.classes
@@ -117,7 +124,9 @@ def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all
     n_errors = sum(len(df) for df in p.splits.values()) - sum(len(v) for v in songs.values())
     print(f"phase backbone: {phases['backbone']:.1f} s ({n_errors} songs skipped); outputs in {url}", flush=True)
     t0 = time.perf_counter()
-    result = train_head(model.head, songs["train"], songs["val"], target_accuracy=args.target_accuracy)
+    # fine-tuning (--from) on the catalog's own songs takes the best l2; a new model the stiffest (training/head.py)
+    result = train_head(model.head, songs["train"], songs["val"], target_accuracy=args.target_accuracy,
+                        l2_rule=BEST if p.start_bundle is not None else ONE_STANDARD_ERROR)
     model.head = result.head
     phases["train"] = time.perf_counter() - t0
     print(f"phase train: {phases['train']:.1f} s -> l2 {result.l2:g}, tau {result.voting.tau} margin "
