@@ -14,8 +14,9 @@
    actor of the job gets through when decoding keeps up (the Ray pipeline itself is measured on CPUs by
    benchmarks/end_to_end.py). With the decode rate per core, this says how many CPU cores one GPU needs.
 
-fp32 / bf16 is the CNN bundle's ``cnn.precision`` (the GAN's generator computes in fp32). Random audio and slices:
-throughput, not labels. Peak GPU memory per stage (``torch.cuda.max_memory_allocated``) sizes ``num_gpus`` fractions.
+fp32 / bf16 is the CNN bundle's ``cnn.precision`` (the GAN's generator computes as its CNN does). Random audio and
+slices: throughput, not labels. Peak GPU memory per stage (``torch.cuda.max_memory_allocated``) sizes ``num_gpus``
+fractions.
 """
 
 from __future__ import annotations

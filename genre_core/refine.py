@@ -46,6 +46,8 @@ class GANReadable(Protocol):
 
     def logits_from_gan_features(self, f: torch.Tensor) -> torch.Tensor: ...
 
+    def bf16_on(self, device: torch.device) -> bool: ...  # whether it computes in bf16 there (autocast)
+
 
 @dataclass(frozen=True)
 class RefineParams:
@@ -134,9 +136,12 @@ def gan_votes(songs: Sequence[torch.Tensor | np.ndarray], generator: Translator,
     counts = [len(p) for p in parts]
     x = torch.cat(parts)
     probs = []
+    bf16 = cnn.bf16_on(torch.device(device))  # G computes as the CNN does: bf16 where the device has it
     for i in range(0, len(x), batch_size):
         f = cnn.gan_features(x[i:i + batch_size].to(device, non_blocking=True))
-        probs.append(torch.softmax(cnn.logits_from_gan_features(generator(f)).float(), dim=-1).double().cpu())
+        with torch.autocast(f.device.type, dtype=torch.bfloat16, enabled=bf16):
+            translated = generator(f).float()
+        probs.append(torch.softmax(cnn.logits_from_gan_features(translated).float(), dim=-1).double().cpu())
     per_slice = torch.cat(probs).numpy()
     bounds = np.cumsum([0, *counts])
     return [per_slice[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

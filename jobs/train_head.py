@@ -7,14 +7,18 @@
     genre_core/training/head.py) -> the bundle
 
 The backbone's outputs are 1,756 floats (~7 KB) per slice (tag logits, penultimate and pooled features; a tenth of
-the slice itself); the head's full-batch fit holds them all in the driver's memory. WIDTH is that number of
-outputs, so that outputs written for a head of other inputs are never read back.
+the slice itself). The driver holds at most ``resources.head_songs_in_memory`` songs' outputs: a catalog with more
+has l2 and tau/m chosen on a sample of that many (stratified by split, group and genre), the head fitted on it,
+then refitted by minibatch passes streamed from the Parquet files over every train song
+(:func:`genre_core.training.head.refit_streamed`), and its test songs scored as they stream by. WIDTH is the
+number of outputs, so that outputs written for a head of other inputs are never read back.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -69,30 +73,54 @@ def write_backbone_outputs(p: Plan, res: TrainResources, url: str, bundle_url: s
     ds.write_parquet(path, **kw)
 
 
-def read_backbone_outputs(url: str) -> dict[str, np.ndarray]:
-    """Backbone outputs per track id, from the Parquet files of :func:`write_backbone_outputs` (read by Ray Data,
-    which decodes its tensor columns)."""
+def stream_backbone_outputs(url: str, ids: set[str] | None = None, seed: int | None = None,
+                            batch_songs: int = 256, seen: set[str] | None = None
+                            ) -> Iterator[list[tuple[str, np.ndarray]]]:
+    """Batches of ``(track_id, outputs)`` from the Parquet files of :func:`write_backbone_outputs` (read by Ray
+    Data, which decodes its tensor columns), only the tracks in ``ids`` if given; with ``seed``, in a shuffled order
+    (blocks, then songs within a buffer). Every track id read is added to ``seen`` if given."""
     path, kw = arrow_path(url)
     ds = ray.data.read_parquet(path, **kw)
-    found: dict[str, np.ndarray] = {}
-    for b in ds.iter_batches(batch_size=256, batch_format="numpy"):
-        found.update((str(t), np.asarray(o, np.float32)) for t, o in zip(b["track_id"], b["outputs"], strict=True))
-    return found
+    if seed is not None:
+        ds = ds.randomize_block_order(seed=seed)
+    for b in ds.iter_batches(batch_size=batch_songs, batch_format="numpy",
+                             local_shuffle_buffer_size=4 * batch_songs if seed is not None else None,
+                             local_shuffle_seed=seed):
+        if seen is not None:
+            seen.update(str(t) for t in b["track_id"])
+        yield [(str(t), np.asarray(o, np.float32)) for t, o in zip(b["track_id"], b["outputs"], strict=True)
+               if ids is None or str(t) in ids]
+
+
+def read_backbone_outputs(url: str, ids: set[str] | None = None,
+                          seen: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Backbone outputs per track id (only the tracks in ``ids`` if given: what the driver holds)."""
+    return {t: o for batch in stream_backbone_outputs(url, ids, seen=seen) for t, o in batch}
+
+
+def memory_sample(splits: dict[str, pd.DataFrame], group_by: str, cap: int, seed: int) -> set[str]:
+    """``cap`` track ids of the train and val splits (all if fewer), every (split, group, genre) cell in proportion
+    to its size: the songs whose outputs the driver holds to choose l2 and tau/m. In a random order, each song is
+    ranked by its place within its cell as a fraction of the cell's size; the ``cap`` lowest are kept (so every
+    cell gets its first song before any gets a share beyond its size)."""
+    df = pd.concat([d.assign(_split=name) for name, d in splits.items() if name in ("train", "val")])
+    cells = ["_split", "genre_index"] + ([group_by] if group_by in df.columns else [])
+    df = df.sample(frac=1.0, random_state=seed)
+    cell = df.groupby(cells, dropna=False)["track_id"]
+    df = df.assign(_place=cell.cumcount() / cell.transform("size")).sort_values("_place", kind="stable")
+    return set(df["track_id"].head(cap).astype(str))
 
 
 def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all: float) -> int:
     """The musicnn genre model: backbone outputs computed once per song (Ray Data, Parquet), then the head."""
     from genre_core.artifacts import CNNBundle, load_cnn_bundle, save_cnn_bundle
     from genre_core.features import feature_version
-    from genre_core.metrics import confusion_matrix
     from genre_core.models.genre_head import new_genre_model
-    from genre_core.training.cnn import evaluate_songs
     from genre_core.training.head import (
         BEST,
         ONE_STANDARD_ERROR,
         HeadSong,
-        head_probabilities,
-        prior_probabilities,
+        refit_streamed,
         train_head,
     )
     from jobs.models import backbone_dir
@@ -113,7 +141,12 @@ def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all
         print(f"backbone outputs: reading {url} (written by an earlier run of this training)", flush=True)
     else:
         write_backbone_outputs(p, res, url, args.from_bundle, args.audio_root)
-    outputs = read_backbone_outputs(url)
+    listed = {str(t): int(g) for df in p.splits.values() for t, g in zip(df["track_id"], df["genre_index"],
+                                                                          strict=True)}
+    cap = res.head_songs_in_memory
+    sample = memory_sample(p.splits, args.group_by, cap, cfg.train.seed) if len(listed) > cap else None
+    present: set[str] = set()
+    outputs = read_backbone_outputs(url, sample, seen=present)
     phases["backbone"] = time.perf_counter() - t0
     groups = p.catalog.set_index("track_id")[args.group_by].astype(str).to_dict() \
         if args.group_by in p.catalog.columns else {}
@@ -121,29 +154,39 @@ def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all
     for split, df in p.splits.items():
         songs[split] = [HeadSong(t, int(g), outputs[t], groups.get(t, ""))
                         for t, g in zip(df["track_id"], df["genre_index"], strict=True) if t in outputs]
-    n_errors = sum(len(df) for df in p.splits.values()) - sum(len(v) for v in songs.values())
+    n_errors = len(set(listed) - present)
     print(f"phase backbone: {phases['backbone']:.1f} s ({n_errors} songs skipped); outputs in {url}", flush=True)
+    if sample is not None:
+        print(f"{len(listed)} songs > resources.head_songs_in_memory {cap}: l2 and tau/m are chosen on a sample of "
+              f"{len(outputs)} held in memory, then the head is refitted on every train song, streamed", flush=True)
     t0 = time.perf_counter()
     # fine-tuning (--from) on the catalog's own songs takes the best l2; a new model the stiffest (training/head.py)
     result = train_head(model.head, songs["train"], songs["val"], target_accuracy=args.target_accuracy,
                         l2_rule=BEST if p.start_bundle is not None else ONE_STANDARD_ERROR)
+    split_ids = {name: set(df["track_id"].astype(str)) & present for name, df in p.splits.items()}
+    if sample is not None:
+        def passes(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for batch in stream_backbone_outputs(url, split_ids["train"], seed=cfg.train.seed + epoch):
+                if batch:
+                    yield (np.concatenate([o for _, o in batch]),
+                           np.concatenate([np.full(len(o), listed[t], np.int64) for t, o in batch]))
+
+        result.head = refit_streamed(result.head, model.head, passes, result.l2)
     model.head = result.head
     phases["train"] = time.perf_counter() - t0
     print(f"phase train: {phases['train']:.1f} s -> l2 {result.l2:g}, tau {result.voting.tau} margin "
           f"{result.voting.margin} ({result.selection['scheme']})", flush=True)
-    test_report: dict[str, Any] = {"n_songs": 0}
-    if songs["test"]:
-        labels = [s.genre_index for s in songs["test"]]
-        probs = head_probabilities(model.head, songs["test"])
-        prior = prior_probabilities(model.head, songs["test"])
-        test_report = evaluate_songs(probs, labels, result.voting)
-        test_report["prior_song_accuracy"] = evaluate_songs(prior, labels, result.voting)["song_accuracy"]
-        forced = [classes[int(q.sum(0).argmax())] for q in probs]
-        test_report["confusion"] = confusion_matrix([classes[i] for i in labels], forced, classes)
+    test_batches = [songs["test"]] if sample is None else (
+        [HeadSong(t, listed[t], o) for t, o in batch] for batch in stream_backbone_outputs(url, split_ids["test"]))
+    test_report = _test_report(model.head, test_batches, result.voting, classes)
+    if test_report["n_songs"]:
         print(f"test: forced accuracy {test_report['song_accuracy']:.3f} (prior alone "
               f"{test_report['prior_song_accuracy']:.3f}), coverage {test_report['coverage']:.3f}", flush=True)
+    n_songs = {k: len(v) for k, v in split_ids.items()}
+    if sample is not None:
+        n_songs["in_memory"] = len(outputs)
     metrics = {"test": test_report, "val": result.val_report, "selection": result.selection, "l2_grid": result.grid,
-               "n_songs": {k: len(v) for k, v in songs.items()}, "n_feature_errors": n_errors, "phases_s": phases,
+               "n_songs": n_songs, "n_feature_errors": n_errors, "phases_s": phases,
                "fine_tuned_from": p.start_bundle.version if p.start_bundle is not None else None,
                "backbone_outputs": url}
     meta = CNNBundle(classes=tuple(classes), feature_config=cfg.features, cnn_config=cfg.cnn, voting=result.voting,
@@ -153,3 +196,24 @@ def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all
     print(f"wrote bundle {saved.url} version {saved.version}; total wall time {time.perf_counter() - t_all:.1f} s",
           flush=True)
     return 0
+
+
+def _test_report(head: Any, batches: Iterable[list[Any]], voting: Any, classes: list[str]) -> dict[str, Any]:
+    """Forced accuracy, coverage (the model's own tau/m) and confusion of the head on the test songs, which come
+    in batches of HeadSong (all at once, or streamed), and the tag prior's forced accuracy on them."""
+    from genre_core.metrics import confusion_matrix
+    from genre_core.training.cnn import evaluate_songs
+    from genre_core.training.head import head_probabilities, prior_probabilities
+
+    probs, prior, labels = [], [], []
+    for batch in batches:
+        probs += head_probabilities(head, batch)  # [n_slices, n_classes] a song: ~400 bytes, not its outputs' 70 KB
+        prior += prior_probabilities(head, batch)
+        labels += [s.genre_index for s in batch]
+    if not labels:
+        return {"n_songs": 0}
+    report = evaluate_songs(probs, labels, voting)
+    report["prior_song_accuracy"] = evaluate_songs(prior, labels, voting)["song_accuracy"]
+    forced = [classes[int(q.sum(0).argmax())] for q in probs]
+    report["confusion"] = confusion_matrix([classes[i] for i in labels], forced, classes)
+    return report

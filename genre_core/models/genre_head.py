@@ -163,6 +163,10 @@ class MusicnnGenreModel(nn.Module):
             outputs = self.backbone.back_end(f)
         return self.head(torch.cat(outputs, dim=1).float())
 
+    def bf16_on(self, device: torch.device) -> bool:
+        """Whether the backbone computes in bf16 on ``device`` (``precision``; autocast)."""
+        return use_bf16(device, self.precision)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The slice embedding (what the head reads; the out-of-taxonomy rule's feature space)."""
         return self.backbone_outputs(x)

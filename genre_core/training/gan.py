@@ -161,6 +161,7 @@ class GANTrainLoop:
         self.cnn, self.cfg, self.device, self.log = cnn, train_cfg, device, log
         self.g = Generator(model_cfg, n_features=n_features).to(device)
         self.d = PatchDiscriminator(model_cfg, n_features=n_features).to(device)
+        self.bf16 = cnn.bf16_on(device)  # G and D compute as the frozen CNN does: bf16 autocast where supported
         self.g_net = wrap(self.g) if wrap is not None else self.g  # DDP on Ray Train workers
         self.d_net = wrap(self.d) if wrap is not None else self.d
         betas = (train_cfg.beta1, train_cfg.beta2)
@@ -200,11 +201,13 @@ class GANTrainLoop:
         for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
             for group in opt.param_groups:
                 group["lr"] = base * _lr_factor(self.step, self.cfg)
-        losses, fake = generator_losses(self.g_net, self.d_net, self.cnn, x, y, self.cfg.loss_weights)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            losses, fake = generator_losses(self.g_net, self.d_net, self.cnn, x, y, self.cfg.loss_weights)
         self.opt_g.zero_grad(set_to_none=True)
         losses["total"].backward()
         self.opt_g.step()
-        losses["d"] = discriminator_loss(self.d_net, y, fake)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            losses["d"] = discriminator_loss(self.d_net, y, fake)
         self.opt_d.zero_grad(set_to_none=True)
         losses["d"].backward()
         self.opt_d.step()

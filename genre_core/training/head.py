@@ -23,7 +23,7 @@ within one standard error gave 0.80 forced, the best 0.83, from a base of 0.67.)
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +97,42 @@ def fit_head(head: TagPriorHead, songs: Sequence[HeadSong], l2: float, steps: in
     opt.step(closure)
     fitted.eval()
     return fitted
+
+
+STREAM_EPOCHS, STREAM_LR = 3, 1e-3  # refit_streamed: passes over the training slices, Adam's step size
+
+
+def refit_streamed(head: TagPriorHead, anchor: TagPriorHead, passes: Callable[[int], Iterable[tuple[np.ndarray,
+                   np.ndarray]]], l2: float, epochs: int = STREAM_EPOCHS, lr: float = STREAM_LR) -> TagPriorHead:
+    """A copy of ``head`` refitted on more songs than memory holds: the objective of :func:`fit_head` (mean
+    slice cross-entropy + ``l2`` pull toward ``anchor``'s weights), minimised by Adam over minibatches,
+    ``passes(epoch)`` giving one pass over the training slices as ``(outputs [n, n_inputs], genre indices [n])``.
+    Meant to start at the full-batch fit of a sample of the songs (already near the optimum), so a few passes
+    at a small step move it to the optimum over every song."""
+    fitted = copy.deepcopy(head).float().train()
+    anchor_state = {name: getattr(anchor, name).detach().clone().float() for name in PULLED}
+    opt = torch.optim.Adam(fitted.parameters(), lr=lr)
+    for epoch in range(epochs):
+        for x, y in passes(epoch):
+            if not len(y):
+                continue
+            loss = F.cross_entropy(fitted(torch.from_numpy(np.asarray(x, np.float32))),
+                                   torch.from_numpy(np.asarray(y, np.int64)))
+            loss = loss + l2 * sum((getattr(fitted, n) - anchor_state[n]).pow(2).sum() for n in PULLED)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    fitted.eval()
+    return fitted
+
+
+def head_objective(head: TagPriorHead, anchor: TagPriorHead, songs: Sequence[HeadSong], l2: float) -> float:
+    """The objective :func:`fit_head` and :func:`refit_streamed` minimise, on ``songs``' slices."""
+    x = torch.from_numpy(np.concatenate([np.asarray(s.outputs, np.float32) for s in songs]))
+    y = torch.from_numpy(np.concatenate([np.full(len(s.outputs), s.genre_index, np.int64) for s in songs]))
+    with torch.no_grad():
+        pull = sum((getattr(head, n) - getattr(anchor, n)).pow(2).sum() for n in PULLED)
+        return float(F.cross_entropy(head(x), y) + l2 * pull)
 
 
 def head_probabilities(head: TagPriorHead, songs: Sequence[HeadSong]) -> list[np.ndarray]:

@@ -46,6 +46,27 @@ def test_new_head_then_fine_tuning_from_it(catalog: Path, tmp_path: Path) -> Non
         meta.backbone["weights_sha256"]
 
 
+def test_more_songs_than_the_driver_may_hold_are_sampled_then_streamed(catalog: Path, tmp_path: Path,
+                                                                         capsys) -> None:
+    import pandas as pd
+
+    df = pd.read_parquet(catalog)
+    df.loc[df.groupby("genre").head(1).index, "split"] = "test"  # a test song per genre, scored as they stream
+    df.to_parquet(tmp_path / "catalog.parquet")
+    resources = tmp_path / "resources.yaml"
+    resources.write_text("resources:\n  head_songs_in_memory: 12\n")  # of the catalog's 30 songs
+    out = tmp_path / "streamed"
+    assert run_job(train, ["cnn", "--catalog", str(tmp_path / "catalog.parquet"), "--out", str(out), "--config", CONFIG,
+                           "--resources", str(resources), "--checkpoints", str(tmp_path / "ckpt")]) == 0
+    printed = capsys.readouterr().out
+    assert "30 songs > resources.head_songs_in_memory 12" in printed and "refitted on every train song" in printed
+    _, meta = load_cnn_bundle(str(out))
+    n = meta.metrics["n_songs"]
+    assert n["in_memory"] == 12 and n["test"] == 10 and n["train"] + n["val"] == 20
+    assert meta.metrics["test"]["n_songs"] == 10  # the test songs were scored as they streamed by
+    assert 0.0 <= meta.metrics["test"]["song_accuracy"] <= 1.0 and meta.metrics["selection"]["l2"] > 0
+
+
 def test_from_refuses_a_bundle_it_cannot_fine_tune(catalog: Path, tmp_path: Path, capsys) -> None:
     from genre_core.artifacts import CNNBundle, save_cnn_bundle
     from genre_core.config import GENRES, CNNConfig, FeatureConfig, VotingConfig

@@ -161,6 +161,24 @@ def test_a_loop_resumed_from_its_state_trains_on_as_if_never_stopped() -> None:
     assert resumed.history[-1]["l1"] == pytest.approx(whole.history[-1]["l1"], abs=1e-12)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_g_and_d_train_in_the_precision_of_the_frozen_cnn(precision: str) -> None:
+    pairs, cnn = _band_pairs(), _cnn()
+    cnn.cfg = dataclasses.replace(cnn.cfg, precision=precision)
+    seen: list[torch.dtype] = []
+    cfg = GANTrainConfig(steps=2, batch_size=4, log_every=1)
+    with frozen(cnn) as device:
+        loop = GANTrainLoop(cnn, 16, TINY, cfg, device, log=lambda _: None)
+        for net in (loop.g, loop.d):  # the dtype each network's first convolution computes in
+            first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv1d))
+            first.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        loop.run(memory_batches(pairs, 4, seed=0), until=2)
+    assert loop.bf16 == (precision == "bf16") and loop.step == 2
+    assert set(seen) == {torch.bfloat16 if precision == "bf16" else torch.float32}
+    assert all(p.dtype == torch.float32 for p in loop.g.parameters())  # the weights themselves stay float32
+    assert np.isfinite(loop.history[-1]["total"])
+
+
 def test_max_minutes_stops_the_loop_and_records_the_last_figures() -> None:
     pairs, cnn = _band_pairs(), _cnn()
     cfg = GANTrainConfig(steps=50, batch_size=4, max_minutes=0.0, log_every=1000)

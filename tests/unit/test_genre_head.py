@@ -20,8 +20,10 @@ from genre_core.training.head import (
     HeadSong,
     best_choice,
     fit_head,
+    head_objective,
     head_probabilities,
     one_standard_error_choice,
+    refit_streamed,
     train_head,
 )
 
@@ -183,3 +185,26 @@ def test_one_group_is_cross_validated_over_train_and_val_songs() -> None:
     assert sorted(held) == sorted(s.song_id for s in songs)  # every song held out exactly once
     for tr, va in folds:
         assert {s.genre_index for s in va} == {0, 1, 2} and not {s.song_id for s in tr} & {s.song_id for s in va}
+
+
+def test_a_streamed_refit_from_a_sample_reaches_the_fit_on_every_song() -> None:
+    """More songs than the driver may hold: the fit on a sample, then minibatch passes over every song, ends where
+    the full-batch fit on every song does (the same objective), and below where the sample's fit started."""
+    rng = np.random.default_rng(7)
+    songs = _songs(rng, 60, "sf1", True)
+    sample = [s for i, s in enumerate(songs) if i % 6 == 0]  # 30 of 180
+    start, l2 = _head(), 1e-2
+    on_sample = fit_head(start, sample, l2)
+    everything = fit_head(start, songs, l2)
+
+    def passes(epoch: int):
+        order = np.random.default_rng(epoch).permutation(len(songs))
+        for i in range(0, len(order), 16):  # minibatches of 16 songs' slices
+            batch = [songs[j] for j in order[i:i + 16]]
+            yield (np.concatenate([s.outputs for s in batch]),
+                   np.concatenate([np.full(len(s.outputs), s.genre_index) for s in batch]))
+
+    streamed = refit_streamed(on_sample, start, passes, l2, epochs=8, lr=3e-3)
+    full, begun, ended = (head_objective(h, start, songs, l2) for h in (everything, on_sample, streamed))
+    assert ended < begun and ended == pytest.approx(full, rel=0.05), (full, begun, ended)
+    assert all(p.dtype == torch.float32 for p in streamed.parameters()) and not streamed.training
