@@ -101,8 +101,8 @@ def read_backbone_outputs(url: str, ids: set[str] | None = None,
 def memory_sample(splits: dict[str, pd.DataFrame], group_by: str, cap: int, seed: int) -> set[str]:
     """``cap`` track ids of the train and val splits (all if fewer), every (split, group, genre) cell in proportion
     to its size: the songs whose outputs the driver holds to choose l2 and tau/m. In a random order, each song is
-    ranked by its place within its cell as a fraction of the cell's size; the ``cap`` lowest are kept (so every
-    cell gets its first song before any gets a share beyond its size)."""
+    ranked by its place within its cell as a fraction of the cell's size and the ``cap`` lowest are kept: every
+    cell's first song comes before any cell's second, and a cell twice as large gives twice as many."""
     df = pd.concat([d.assign(_split=name) for name, d in splits.items() if name in ("train", "val")])
     cells = ["_split", "genre_index"] + ([group_by] if group_by in df.columns else [])
     df = df.sample(frac=1.0, random_state=seed)
