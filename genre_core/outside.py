@@ -97,25 +97,27 @@ class TagStats:
     mean: np.ndarray     # [K] float32
     scale: np.ndarray    # [K] float32, standard deviation + 1e-6
 
-    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
-        """``[K]``: each outside tag's sigmoid probability, averaged over the song's slices."""
-        z = np.asarray(embeddings, np.float64)[:, np.asarray(self.columns, np.int64)]
-        return (1.0 / (1.0 + np.exp(-z))).mean(axis=0)
-
     def score(self, embeddings: np.ndarray) -> float:
-        return float(((self.probabilities(embeddings) - self.mean) / self.scale).max())
+        return float(((tag_probabilities(embeddings, self.columns) - self.mean) / self.scale).max())
 
     def tensors(self) -> dict[str, np.ndarray]:
         return {"columns": self.columns, "mean": self.mean, "scale": self.scale}
+
+
+def tag_probabilities(embeddings: np.ndarray, columns: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``[K]``: the sigmoid probability of the tags whose logits are the embedding ``columns``, averaged over the
+    song's slices."""
+    z = np.asarray(embeddings, np.float64)[:, np.asarray(columns, np.int64)]
+    return (1.0 / (1.0 + np.exp(-z))).mean(axis=0)
 
 
 def fit_tag_stats(embeddings: Sequence[np.ndarray], columns: Sequence[int]) -> TagStats:
     """:class:`TagStats` of training songs (``embeddings[i]``: song i's slice embeddings) for the tag ``columns``."""
     if not len(columns):
         raise ValueError("outside_tags needs the columns of at least one tag")
-    probe = TagStats(np.asarray(columns, np.int64), np.zeros(len(columns)), np.ones(len(columns)))
-    p = np.stack([probe.probabilities(e) for e in embeddings])
-    return TagStats(probe.columns, p.mean(axis=0).astype(np.float32), (p.std(axis=0) + 1e-6).astype(np.float32))
+    p = np.stack([tag_probabilities(e, columns) for e in embeddings])
+    return TagStats(np.asarray(columns, np.int64), p.mean(axis=0).astype(np.float32),
+                    (p.std(axis=0) + 1e-6).astype(np.float32))
 
 
 def stats_from_tensors(score: str, tensors: dict[str, np.ndarray]) -> FeatureStats | TagStats:

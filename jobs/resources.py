@@ -90,7 +90,7 @@ class TrainResources:
     shuffle_buffer: int = 2048    # slices in each worker's local shuffle buffer (mixes slices of many songs)
     gan_shuffle_buffer: int = 256  # train gan: pairs in each worker's local shuffle buffer (musicnn's: 420 KB a pair)
     max_failures: int = 3         # restarts of the worker group from the last checkpoint after a worker died
-    # train cnn, musicnn head: the most songs whose backbone outputs (~70 KB a song) the driver holds at once; with
+    # train cnn, musicnn head: the most train and val songs whose outputs (~70 KB a song) the driver holds; with
     # more, l2 and tau/m are chosen on a stratified sample of that many and the final fit streams every train song
     head_songs_in_memory: int = 20000
     decode: TrainDecodeResources = field(default_factory=TrainDecodeResources)

@@ -7,11 +7,11 @@
     genre_core/training/head.py) -> the bundle
 
 The backbone's outputs are 1,756 floats (~7 KB) per slice (tag logits, penultimate and pooled features; a tenth of
-the slice itself). The driver holds at most ``resources.head_songs_in_memory`` songs' outputs: a catalog with more
-has l2 and tau/m chosen on a sample of that many (stratified by split, group and genre), the head fitted on it,
-then refitted by minibatch passes streamed from the Parquet files over every train song
-(:func:`genre_core.training.head.refit_streamed`), and its test songs scored as they stream by. WIDTH is the
-number of outputs, so that outputs written for a head of other inputs are never read back.
+the slice itself). The driver holds the train and val songs' outputs, at most ``resources.head_songs_in_memory``
+of them: a catalog with more has l2 and tau/m chosen on a sample of that many (stratified by split, group and
+genre), the head fitted on it, then refitted by minibatch passes streamed from the Parquet files over every train
+song (:func:`genre_core.training.head.refit_streamed`). Test songs are always scored as they stream by. WIDTH is
+the number of outputs, so that outputs written for a head of other inputs are never read back.
 """
 
 from __future__ import annotations
@@ -143,22 +143,23 @@ def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all
         write_backbone_outputs(p, res, url, args.from_bundle, args.audio_root)
     listed = {str(t): int(g) for df in p.splits.values() for t, g in zip(df["track_id"], df["genre_index"],
                                                                           strict=True)}
+    fit_ids = {str(t) for split in ("train", "val") for t in p.splits[split]["track_id"]}
     cap = res.head_songs_in_memory
-    sample = memory_sample(p.splits, args.group_by, cap, cfg.train.seed) if len(listed) > cap else None
-    present: set[str] = set()
-    outputs = read_backbone_outputs(url, sample, seen=present)
+    sample = memory_sample(p.splits, args.group_by, cap, cfg.train.seed) if len(fit_ids) > cap else None
+    present: set[str] = set()  # every song with outputs (the others failed to decode), test songs included
+    outputs = read_backbone_outputs(url, fit_ids if sample is None else sample, seen=present)
     phases["backbone"] = time.perf_counter() - t0
     groups = p.catalog.set_index("track_id")[args.group_by].astype(str).to_dict() \
         if args.group_by in p.catalog.columns else {}
-    songs: dict[str, list[HeadSong]] = {}
-    for split, df in p.splits.items():
-        songs[split] = [HeadSong(t, int(g), outputs[t], groups.get(t, ""))
-                        for t, g in zip(df["track_id"], df["genre_index"], strict=True) if t in outputs]
+    songs = {split: [HeadSong(t, int(g), outputs[t], groups.get(t, "")) for t, g in
+                     zip(p.splits[split]["track_id"], p.splits[split]["genre_index"], strict=True) if t in outputs]
+             for split in ("train", "val")}
     n_errors = len(set(listed) - present)
     print(f"phase backbone: {phases['backbone']:.1f} s ({n_errors} songs skipped); outputs in {url}", flush=True)
     if sample is not None:
-        print(f"{len(listed)} songs > resources.head_songs_in_memory {cap}: l2 and tau/m are chosen on a sample of "
-              f"{len(outputs)} held in memory, then the head is refitted on every train song, streamed", flush=True)
+        print(f"{len(fit_ids)} train and val songs > resources.head_songs_in_memory {cap}: l2 and tau/m are chosen "
+              f"on a sample of {len(outputs)} held in memory, then the head is refitted on every train song, "
+              "streamed", flush=True)
     t0 = time.perf_counter()
     # fine-tuning (--from) on the catalog's own songs takes the best l2; a new model the stiffest (training/head.py)
     result = train_head(model.head, songs["train"], songs["val"], target_accuracy=args.target_accuracy,
@@ -176,8 +177,8 @@ def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all
     phases["train"] = time.perf_counter() - t0
     print(f"phase train: {phases['train']:.1f} s -> l2 {result.l2:g}, tau {result.voting.tau} margin "
           f"{result.voting.margin} ({result.selection['scheme']})", flush=True)
-    test_batches = [songs["test"]] if sample is None else (
-        [HeadSong(t, listed[t], o) for t, o in batch] for batch in stream_backbone_outputs(url, split_ids["test"]))
+    test_batches = ([HeadSong(t, listed[t], o) for t, o in batch]
+                    for batch in stream_backbone_outputs(url, split_ids["test"]))
     test_report = _test_report(model.head, test_batches, result.voting, classes)
     if test_report["n_songs"]:
         print(f"test: forced accuracy {test_report['song_accuracy']:.3f} (prior alone "
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace, p: Plan, res: TrainResources, name: str, t_all
 
 def _test_report(head: Any, batches: Iterable[list[Any]], voting: Any, classes: list[str]) -> dict[str, Any]:
     """Forced accuracy, coverage (the model's own tau/m) and confusion of the head on the test songs, which come
-    in batches of HeadSong (all at once, or streamed), and the tag prior's forced accuracy on them."""
+    in batches of HeadSong as they stream from the outputs' Parquet files, and the tag prior's forced accuracy."""
     from genre_core.metrics import confusion_matrix
     from genre_core.training.cnn import evaluate_songs
     from genre_core.training.head import head_probabilities, prior_probabilities

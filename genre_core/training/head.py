@@ -78,19 +78,36 @@ def backbone_outputs(model: MusicnnGenreModel, slices: Sequence[np.ndarray], bat
     return np.split(out, np.cumsum(counts)[:-1])
 
 
+def _anchor(head: TagPriorHead) -> dict[str, torch.Tensor]:
+    """The pulled weights of ``head``, detached: where :func:`_objective` pulls a head back to."""
+    return {name: getattr(head, name).detach().clone().float() for name in PULLED}
+
+
+def _objective(head: TagPriorHead, x: torch.Tensor, y: torch.Tensor, anchor: dict[str, torch.Tensor],
+               l2: float) -> torch.Tensor:
+    """What head training minimises: the mean slice cross-entropy plus ``l2 * ||theta - theta_anchor||^2`` over
+    the pulled weights (the bias is free)."""
+    pull = sum((getattr(head, name) - anchor[name]).pow(2).sum() for name in PULLED)
+    return F.cross_entropy(head(x), y) + l2 * pull
+
+
+def _slices(songs: Sequence[HeadSong]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The songs' slices' backbone outputs and genre indices, side by side."""
+    return (torch.from_numpy(np.concatenate([np.asarray(s.outputs, np.float32) for s in songs])),
+            torch.from_numpy(np.concatenate([np.full(len(s.outputs), s.genre_index, np.int64) for s in songs])))
+
+
 def fit_head(head: TagPriorHead, songs: Sequence[HeadSong], l2: float, steps: int = LBFGS_STEPS) -> TagPriorHead:
-    """A copy of ``head`` fitted on ``songs``' slices, pulled toward ``head``'s own weights."""
+    """A copy of ``head`` fitted on ``songs``' slices by full-batch L-BFGS, pulled toward ``head``'s own weights."""
     fitted = copy.deepcopy(head).float()
-    anchor = {k: v.detach().clone() for k, v in head.state_dict().items()}
-    x = torch.from_numpy(np.concatenate([np.asarray(s.outputs, np.float32) for s in songs]))
-    y = torch.from_numpy(np.concatenate([np.full(len(s.outputs), s.genre_index, np.int64) for s in songs]))
+    anchor = _anchor(head)
+    x, y = _slices(songs)
     opt = torch.optim.LBFGS(fitted.parameters(), lr=1.0, max_iter=steps, history_size=20,
                             line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(fitted(x), y)
-        loss = loss + l2 * sum((getattr(fitted, name) - anchor[name]).pow(2).sum() for name in PULLED)
+        loss = _objective(fitted, x, y, anchor, l2)
         loss.backward()
         return loss
 
@@ -104,21 +121,20 @@ STREAM_EPOCHS, STREAM_LR = 3, 1e-3  # refit_streamed: passes over the training s
 
 def refit_streamed(head: TagPriorHead, anchor: TagPriorHead, passes: Callable[[int], Iterable[tuple[np.ndarray,
                    np.ndarray]]], l2: float, epochs: int = STREAM_EPOCHS, lr: float = STREAM_LR) -> TagPriorHead:
-    """A copy of ``head`` refitted on more songs than memory holds: the objective of :func:`fit_head` (mean
-    slice cross-entropy + ``l2`` pull toward ``anchor``'s weights), minimised by Adam over minibatches,
+    """A copy of ``head`` refitted on more songs than memory holds: :func:`_objective` with ``anchor``'s weights
+    (as :func:`fit_head` minimises it), by Adam over minibatches,
     ``passes(epoch)`` giving one pass over the training slices as ``(outputs [n, n_inputs], genre indices [n])``.
     Meant to start at the full-batch fit of a sample of the songs (already near the optimum), so a few passes
     at a small step move it to the optimum over every song."""
     fitted = copy.deepcopy(head).float().train()
-    anchor_state = {name: getattr(anchor, name).detach().clone().float() for name in PULLED}
+    pulled_to = _anchor(anchor)
     opt = torch.optim.Adam(fitted.parameters(), lr=lr)
     for epoch in range(epochs):
         for x, y in passes(epoch):
             if not len(y):
                 continue
-            loss = F.cross_entropy(fitted(torch.from_numpy(np.asarray(x, np.float32))),
-                                   torch.from_numpy(np.asarray(y, np.int64)))
-            loss = loss + l2 * sum((getattr(fitted, n) - anchor_state[n]).pow(2).sum() for n in PULLED)
+            loss = _objective(fitted, torch.from_numpy(np.asarray(x, np.float32)),
+                              torch.from_numpy(np.asarray(y, np.int64)), pulled_to, l2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -127,12 +143,10 @@ def refit_streamed(head: TagPriorHead, anchor: TagPriorHead, passes: Callable[[i
 
 
 def head_objective(head: TagPriorHead, anchor: TagPriorHead, songs: Sequence[HeadSong], l2: float) -> float:
-    """The objective :func:`fit_head` and :func:`refit_streamed` minimise, on ``songs``' slices."""
-    x = torch.from_numpy(np.concatenate([np.asarray(s.outputs, np.float32) for s in songs]))
-    y = torch.from_numpy(np.concatenate([np.full(len(s.outputs), s.genre_index, np.int64) for s in songs]))
+    """:func:`_objective` on ``songs``' slices, pulled toward ``anchor``: what :func:`fit_head` and
+    :func:`refit_streamed` minimise."""
     with torch.no_grad():
-        pull = sum((getattr(head, n) - getattr(anchor, n)).pow(2).sum() for n in PULLED)
-        return float(F.cross_entropy(head(x), y) + l2 * pull)
+        return float(_objective(head, *_slices(songs), _anchor(anchor), l2))
 
 
 def head_probabilities(head: TagPriorHead, songs: Sequence[HeadSong]) -> list[np.ndarray]:

@@ -59,7 +59,8 @@ def test_more_songs_than_the_driver_may_hold_are_sampled_then_streamed(catalog: 
     assert run_job(train, ["cnn", "--catalog", str(tmp_path / "catalog.parquet"), "--out", str(out), "--config", CONFIG,
                            "--resources", str(resources), "--checkpoints", str(tmp_path / "ckpt")]) == 0
     printed = capsys.readouterr().out
-    assert "30 songs > resources.head_songs_in_memory 12" in printed and "refitted on every train song" in printed
+    assert "20 train and val songs > resources.head_songs_in_memory 12" in printed
+    assert "refitted on every train song" in printed
     _, meta = load_cnn_bundle(str(out))
     n = meta.metrics["n_songs"]
     assert n["in_memory"] == 12 and n["test"] == 10 and n["train"] + n["val"] == 20
