@@ -167,9 +167,7 @@ class CNNBundle:
                 n_frames=int(meta["n_frames"]),
                 backbone=dict(meta.get("backbone", {})),
                 calibration=Calibration.from_json(meta["calibration"]) if meta.get("calibration") else None,
-                # a bundle calibrated before the rule had a confidence gate has none (gate 1.0)
                 outside=OutsideRule(score=meta["outside"]["score"], threshold=float(meta["outside"]["threshold"]),
-                                    gate=float(meta["outside"].get("gate", 1.0)),
                                     selection=meta["outside"].get("selection")) if meta.get("outside") else None,
                 version=meta["version"],
                 created_at=meta["created_at"],

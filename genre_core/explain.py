@@ -34,10 +34,6 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if value is not None and value == value else None  # None and NaN: not recorded
-
-
 def vote_reason(confidence: float, margin: float, top_genre: str, cnn: CNNBundle | None) -> str:
     """The voting rule applied to one song's top share and margin, with the bundle's thresholds if known."""
     if cnn is None:
@@ -48,9 +44,8 @@ def vote_reason(confidence: float, margin: float, top_genre: str, cnn: CNNBundle
             f"margin {margin:.3f} {'>=' if margin >= m - 1e-9 else '<'} m {m:.2f}")
 
 
-def outside_reason(score: float, confidence: float | None, cnn: CNNBundle | None) -> str:
-    """The out-of-taxonomy rule applied to one song's score and calibrated confidence, with the bundle's threshold
-    and gate if known."""
+def outside_reason(score: float, cnn: CNNBundle | None) -> str:
+    """The out-of-taxonomy rule applied to one song's score, with the bundle's threshold if known."""
     if cnn is None or cnn.outside is None:
         return (f"its slices look unlike the songs of every genre of the taxonomy: out-of-taxonomy score {score:.4g} "
                 "passed the model's threshold (unknown here: pass --models with the bundles the label was made with)")
@@ -58,12 +53,8 @@ def outside_reason(score: float, confidence: float | None, cnn: CNNBundle | None
     what = ("the backbone hears a style outside the taxonomy (one of its tags for folk, ambient, House, electronic, "
             "soul ... stands out far above the training songs')" if rule.score == "outside_tags"
             else "its slices look unlike the songs of every genre of the taxonomy")
-    gate = ""
-    if rule.gate < 1.0 and confidence is not None:
-        gate = (f" and its confidence {confidence:.3f} {'<=' if confidence <= rule.gate else '>'} gate "
-                f"{rule.gate:.2f} (a label near certain is never turned away)")
     return (f"{what}: out-of-taxonomy score ({rule.score}) "
-            f"{score:.4g} {'>' if score > rule.threshold else '<='} threshold {rule.threshold:.4g}{gate}, chosen on "
+            f"{score:.4g} {'>' if rule.is_outside(score) else '<='} threshold {rule.threshold:.4g}, chosen on "
             "validation songs of the taxonomy and of styles outside it")
 
 
@@ -111,9 +102,9 @@ def reason(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None
     if status == STATUS_CLASSIFIED:
         return f"its slices' votes were clear: {votes}"
     if status == STATUS_UNCLASSIFIED and row.get("reason") == REASON_OUTSIDE:
-        rule = outside_reason(float(row["outside_score"]), _number(row.get("confidence")), cnn)
-        return (f"outside_taxonomy: {rule}, so no genre of the taxonomy is given (nor tried by a GAN stage) whatever "
-                f"the votes say ({votes}); the forced vote would say {top}")
+        return (f"outside_taxonomy: {outside_reason(float(row['outside_score']), cnn)}, so no genre of the "
+                f"taxonomy is given (nor tried by a GAN stage) whatever the votes say ({votes}); the forced vote "
+                f"would say {top}")
     if status == STATUS_UNCLASSIFIED and gan_version is None:
         return (f"ambiguous_vote: its slices' votes were ambiguous: {votes}. No GAN stage ran for it (no gan/ bundle "
                 f"in the models, or --no-gan), so it stays unclassified; the forced vote would say {top}")

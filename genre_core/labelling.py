@@ -51,8 +51,7 @@ class CNNVoter:
 
     A song is ``classified`` when the vote rule decides it and the bundle's out-of-taxonomy rule
     (:mod:`genre_core.outside`, when the bundle has one) does not turn it away; otherwise ``unclassified`` with
-    ``reason`` ``outside_taxonomy`` (its ``outside_score`` passed the rule's threshold and its confidence is within
-    the rule's gate, whatever the votes say) or
+    ``reason`` ``outside_taxonomy`` (its ``outside_score`` passed the rule's threshold, whatever the votes say) or
     ``ambiguous_vote``. ``confidence`` is the bundle's calibrated probability that the vote's top genre is right
     (:mod:`genre_core.calibration`; None without a calibration), ``vote_share`` that genre's share of the votes.
     With ``drop_classified_slices`` the payload of every row but the ambiguous ones (the only ones a GAN stage
@@ -94,16 +93,16 @@ class CNNVoter:
                 errors[i] = errors[i] or TooShortError("no complete slice").describe()
         for i, z, e in zip(todo, logits, embeddings, strict=True):
             d = decide(softmax(z), self.voting.tau, self.voting.margin)
-            confidence = self.calibration.confidence(z, d.top_index) if self.calibration is not None else None
             score = self.outside.song_score(z, e) if self.outside is not None else None
-            outside = score is not None and self.outside.is_outside(score, confidence)
+            outside = score is not None and self.outside.is_outside(score)
             classified = d.classified and not outside
             cols["status"][i] = STATUS_CLASSIFIED if classified else STATUS_UNCLASSIFIED
             cols["reason"][i] = None if classified else REASON_OUTSIDE if outside else REASON_AMBIGUOUS
             cols["genre_index"][i] = int(d.genre_index) if classified else -1
             errors[i] = None
             cols["genre"][i] = self.classes[d.genre_index] if classified else None
-            cols["confidence"][i] = confidence
+            if self.calibration is not None:
+                cols["confidence"][i] = self.calibration.confidence(z, d.top_index)
             cols["vote_share"][i] = float(d.top_share)
             cols["margin"][i] = float(d.margin)
             cols["probabilities"][i] = np.asarray(d.probabilities, dtype=np.float32)

@@ -22,18 +22,12 @@ Scores (:data:`SCORES`), each a pure function of the song's slice logits ``[n, C
   is the largest of them. It asks what the backbone learnt from real records of those styles, which the genre
   head was never trained on: "this sounds more like an ambient record than any training song of the ten genres".
 
-A song turned away must not be one whose label is near certain: a rule that only looks at the score turns away
-songs of the taxonomy that were as often right as the rest, and the accuracy on the songs that keep their label
-falls. So the rule has a **confidence gate**: a song is outside when its score passes the threshold *and* its
-calibrated confidence (:mod:`genre_core.calibration`) is at most ``gate`` (1.0: no gate).
-
-Which score, gate and threshold: :func:`compare_scores` scores validation songs of the taxonomy and validation
-songs of styles outside it (never test songs) and applies the target written down before choosing. For each score
-and each gate of :data:`GATES`, :func:`choose_threshold` takes the lowest threshold at which at most
-``max_coverage_drop`` of the in-taxonomy validation songs are turned away (of the songs the vote rule classifies
-with confidence within the gate); a (score, gate) is admissible when the accuracy on the in-taxonomy validation
-songs that keep their label does not fall. The admissible row of an eligible score (:data:`ELIGIBLE`) that leaves
-the most outside validation songs unclassified wins (ties: the higher AUROC, then the higher gate).
+Which score and which threshold: :func:`compare_scores` scores validation songs of the taxonomy and validation
+songs of styles outside it (never test songs), and :func:`choose_threshold` applies the target written down
+before choosing: the lowest threshold at which at most ``max_coverage_drop`` of the in-taxonomy validation songs
+that the vote rule classifies are turned away, i.e. as many outside songs caught as that loss of coverage allows.
+The eligible score (:data:`ELIGIBLE`) that catches the most outside validation songs at its threshold wins (ties:
+the higher AUROC).
 ``genre-job calibrate`` runs this and records the rule in the model bundle (:class:`OutsideRule`).
 """
 
@@ -45,14 +39,13 @@ from typing import Any
 
 import numpy as np
 
-from genre_core.calibration import Calibration, log_softmax
+from genre_core.calibration import log_softmax
 from genre_core.voting import decide
 
 SCORES: tuple[str, ...] = ("vote_share", "max_logit", "energy", "feature_distance", "outside_tags")
 # vote_share is in the comparison as the baseline only: the vote rule already thresholds it (tau), so as an
 # out-of-taxonomy score it would merely raise tau and call ambiguous songs outside the taxonomy
 ELIGIBLE: tuple[str, ...] = ("max_logit", "energy", "feature_distance", "outside_tags")
-GATES: tuple[float, ...] = tuple(round(g, 2) for g in np.arange(0.5, 1.0001, 0.05))  # 0.5 ... 0.95, 1.0 = no gate
 RIDGE = 0.1  # added to the diagonal of the pooled covariance of the standardised embeddings
 
 
@@ -157,12 +150,10 @@ def song_score(kind: str, logits: np.ndarray, embeddings: np.ndarray | None = No
 
 @dataclass(frozen=True, eq=False)
 class OutsideRule:
-    """A song is outside the taxonomy when its ``score`` is above ``threshold`` and its calibrated confidence is at
-    most ``gate`` (all chosen on validation songs; ``gate`` 1.0: whatever the confidence)."""
+    """A song is outside the taxonomy when its ``score`` is above ``threshold`` (both chosen on validation songs)."""
 
     score: str
     threshold: float
-    gate: float = 1.0
     stats: FeatureStats | TagStats | None = None  # for feature_distance, outside_tags
     selection: dict[str, Any] | None = None  # how it was chosen (the comparison table), as recorded in the bundle
 
@@ -173,19 +164,11 @@ class OutsideRule:
     def song_score(self, logits: np.ndarray, embeddings: np.ndarray | None = None) -> float:
         return song_score(self.score, logits, embeddings, self.stats)
 
-    def is_outside(self, score: float, confidence: float | None) -> bool:
-        """Whether a song of out-of-taxonomy ``score`` and calibrated ``confidence`` is turned away."""
-        if not score > self.threshold:
-            return False
-        if self.gate >= 1.0:
-            return True
-        if confidence is None:
-            raise ValueError(f"the out-of-taxonomy rule's gate (confidence <= {self.gate}) needs the song's "
-                             "calibrated confidence: the bundle has no calibration")
-        return bool(confidence <= self.gate)
+    def is_outside(self, score: float) -> bool:
+        return bool(score > self.threshold)
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": self.score, "threshold": self.threshold, "gate": self.gate, "selection": self.selection or {}}
+        return {"score": self.score, "threshold": self.threshold, "selection": self.selection or {}}
 
 
 def auroc(inside: Sequence[float], outside: Sequence[float]) -> float:
@@ -197,70 +180,46 @@ def auroc(inside: Sequence[float], outside: Sequence[float]) -> float:
     return float(above / (len(a) * len(b)))
 
 
-def choose_threshold(inside: Sequence[float], candidates: Sequence[bool], max_coverage_drop: float) -> float:
+def choose_threshold(inside: Sequence[float], inside_decided: Sequence[bool], max_coverage_drop: float) -> float:
     """The lowest threshold that turns away at most ``max_coverage_drop`` (a share of all ``inside`` songs) of the
-    inside songs the rule may turn away (``candidates``: the vote rule decides them, within the gate): the
-    ``k+1``-th highest score among them, ``k`` the number allowed; +inf when there are none."""
-    s = np.asarray(inside, np.float64)[np.asarray(candidates, bool)]
+    inside songs the vote rule decides (``inside_decided``): the ``k+1``-th highest score among them, ``k`` the
+    number allowed; +inf when there are none."""
+    s = np.asarray(inside, np.float64)[np.asarray(inside_decided, bool)]
     k = int(np.floor(max_coverage_drop * len(inside) + 1e-9))
     if k >= len(s):
         return float(np.min(s)) - 1.0 if len(s) else float("inf")
     return float(np.sort(s)[::-1][k])
 
 
-@dataclass
-class Judged:
-    """Validation songs as the rule's choice sees them: each score's values, whether the vote rule decides each
-    song, its calibrated confidence and (songs of the taxonomy) whether its vote is right."""
-
-    scores: dict[str, np.ndarray]
-    decided: np.ndarray
-    confidence: np.ndarray
-    right: np.ndarray | None = None
-
-
-def rule_figures(inside: Judged, outside: Judged, kind: str, threshold: float, gate: float) -> dict[str, float]:
+def rule_figures(scores_in: np.ndarray, decided_in: np.ndarray, right_in: np.ndarray, scores_out: np.ndarray,
+                 decided_out: np.ndarray, threshold: float) -> dict[str, float]:
     """Coverage and accuracy on decided songs of the inside songs, and the share of outside songs left unclassified,
-    without and with the rule (score ``kind`` > ``threshold``, confidence <= ``gate``)."""
-    def kept(songs: Judged) -> np.ndarray:
-        away = (songs.scores[kind] > threshold) & (songs.confidence <= gate if gate < 1.0 else True)
-        return songs.decided & ~away
-
-    kept_in, kept_out, right = kept(inside), kept(outside), inside.right
+    without and with the rule at ``threshold``."""
+    kept_in = decided_in & ~(scores_in > threshold)
+    kept_out = decided_out & ~(scores_out > threshold)
 
     def acc(mask: np.ndarray) -> float:
-        return float(right[mask].mean()) if mask.any() else float("nan")
+        return float(right_in[mask].mean()) if mask.any() else float("nan")
 
-    return {"inside_coverage_before": float(inside.decided.mean()), "inside_coverage": float(kept_in.mean()),
-            "inside_accuracy_decided_before": acc(inside.decided), "inside_accuracy_decided": acc(kept_in),
-            "inside_right_decided_before": int(right[inside.decided].sum()),
-            "inside_right_decided": int(right[kept_in].sum()), "inside_decided": int(kept_in.sum()),
-            "outside_unclassified_before": float(1 - outside.decided.mean()),
+    return {"inside_coverage_before": float(decided_in.mean()), "inside_coverage": float(kept_in.mean()),
+            "inside_accuracy_decided_before": acc(decided_in), "inside_accuracy_decided": acc(kept_in),
+            "outside_unclassified_before": float(1 - decided_out.mean()),
             "outside_unclassified": float(1 - kept_out.mean())}
 
 
-def compare_scores(inside: Judged, outside: Judged, max_coverage_drop: float,
-                   gates: Sequence[float] = GATES) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(the chosen row, the comparison table): for each score and gate, its AUROC (inside vs outside), threshold
-    (:func:`choose_threshold`), :func:`rule_figures` and whether it is admissible (the accuracy on decided inside
-    songs does not fall), on validation songs. The chosen row: of the eligible scores' admissible rows, the one
-    that leaves the most outside songs unclassified (ties: the higher AUROC, then the higher gate); when no row is
-    admissible, the best of the others (its ``admissible`` says so)."""
+def compare_scores(scores_in: dict[str, np.ndarray], decided_in: np.ndarray, right_in: np.ndarray,
+                   scores_out: dict[str, np.ndarray], decided_out: np.ndarray,
+                   max_coverage_drop: float) -> tuple[str, float, list[dict[str, Any]]]:
+    """(the chosen score, its threshold, the comparison table): each score's AUROC (inside vs outside), threshold
+    (:func:`choose_threshold`) and :func:`rule_figures`, on validation songs."""
     table = []
-    for kind in inside.scores:
-        area = auroc(inside.scores[kind], outside.scores[kind])
-        for gate in gates:
-            within = inside.decided & (inside.confidence <= gate if gate < 1.0 else True)
-            th = choose_threshold(inside.scores[kind], within, max_coverage_drop)
-            row: dict[str, Any] = {"score": kind, "gate": float(gate), "auroc": area, "threshold": th}
-            row.update(rule_figures(inside, outside, kind, th, gate))
-            # in counts, not shares: "does not fall" means right_after / n_after >= right_before / n_before
-            row["admissible"] = bool(row["inside_right_decided"] * inside.decided.sum()
-                                     >= row["inside_right_decided_before"] * row["inside_decided"])
-            table.append(row)
-    best = max((r for r in table if r["score"] in ELIGIBLE),
-               key=lambda r: (r["admissible"], r["outside_unclassified"], r["auroc"], r["gate"]))
-    return best, table
+    for kind in scores_in:
+        th = choose_threshold(scores_in[kind], decided_in, max_coverage_drop)
+        row = {"score": kind, "auroc": auroc(scores_in[kind], scores_out[kind]), "threshold": th}
+        row.update(rule_figures(scores_in[kind], decided_in, right_in, scores_out[kind], decided_out, th))
+        table.append(row)
+    best = max((r for r in table if r["score"] in ELIGIBLE), key=lambda r: (r["outside_unclassified"], r["auroc"]))
+    return best["score"], best["threshold"], table
 
 
 @dataclass
@@ -273,11 +232,10 @@ class ScoredSongs:
 
 
 def fit_rule(train: ScoredSongs, val_inside: ScoredSongs, val_outside: ScoredSongs, tau: float, margin: float,
-             calibration: Calibration, max_coverage_drop: float, outside_columns: Sequence[int] = ()) -> OutsideRule:
-    """The out-of-taxonomy rule for a model: every score of :data:`SCORES` and gate of :data:`GATES` compared on the
-    validation songs (:func:`compare_scores`, with the vote rule's ``tau``/``margin`` and the model's
-    ``calibration``; ``train`` songs only give ``feature_distance`` and ``outside_tags`` their statistics), the
-    best kept with its threshold, gate and the comparison table (``selection``). ``outside_tags``
+             max_coverage_drop: float, outside_columns: Sequence[int] = ()) -> OutsideRule:
+    """The out-of-taxonomy rule for a model: every score of :data:`SCORES` compared on the validation songs
+    (:func:`compare_scores`; ``train`` songs only give ``feature_distance`` and ``outside_tags`` their
+    statistics), the best one kept with its threshold and the comparison table (``selection``). ``outside_tags``
     takes part only with the embedding columns of the outside styles' tags (``outside_columns``: a musicnn
     backbone, :func:`genre_core.models.genre_head.outside_tag_columns`)."""
     stats: dict[str, FeatureStats | TagStats] = {"feature_distance": fit_feature_stats(train.embeddings,
@@ -286,24 +244,22 @@ def fit_rule(train: ScoredSongs, val_inside: ScoredSongs, val_outside: ScoredSon
         stats["outside_tags"] = fit_tag_stats(train.embeddings, outside_columns)
     kinds = [k for k in SCORES if k != "outside_tags" or k in stats]
 
-    def judged(songs: ScoredSongs) -> Judged:
+    def scored(songs: ScoredSongs) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         scores = {k: np.array([song_score(k, z, e, stats.get(k)) for z, e in zip(songs.logits, songs.embeddings,
                                                                                   strict=True)]) for k in kinds}
         decisions = [decide(np.exp(log_softmax(z)), tau, margin) for z in songs.logits]
-        confidence = np.array([calibration.confidence(z, d.top_index) for z, d in zip(songs.logits, decisions,
-                                                                                        strict=True)])
-        right = (np.array([d.top_index == y for d, y in zip(decisions, songs.labels, strict=True)])
-                 if songs.labels is not None else None)
-        return Judged(scores, np.array([d.classified for d in decisions]), confidence, right)
+        decided = np.array([d.classified for d in decisions])
+        right = np.array([d.top_index == y for d, y in zip(decisions, songs.labels or [-1] * len(decisions),
+                                                            strict=True)])
+        return scores, decided, right
 
-    chosen, table = compare_scores(judged(val_inside), judged(val_outside), max_coverage_drop)
-    selection = {"target": f"for each score and confidence gate, the lowest threshold at which at most "
-                           f"{max_coverage_drop:.0%} of the validation songs of the taxonomy lose their label; "
-                           "admissible if the accuracy on the decided validation songs of the taxonomy does not fall; "
-                           "of the eligible scores' admissible rows (vote_share is the baseline only), the one that "
-                           "leaves the most outside validation songs unclassified (ties: the higher AUROC, then the "
-                           "higher gate)",
-                 "max_coverage_drop": max_coverage_drop, "admissible": chosen["admissible"],
-                 "n_val_inside": len(val_inside.logits), "n_val_outside": len(val_outside.logits),
-                 "n_train": len(train.logits), "table": table}
-    return OutsideRule(chosen["score"], chosen["threshold"], chosen["gate"], stats.get(chosen["score"]), selection)
+    s_in, dec_in, right_in = scored(val_inside)
+    s_out, dec_out, _ = scored(val_outside)
+    chosen, threshold, table = compare_scores(s_in, dec_in, right_in, s_out, dec_out, max_coverage_drop)
+    selection = {"target": f"the lowest threshold at which at most {max_coverage_drop:.0%} of the validation songs "
+                           "of the taxonomy lose their label; of the eligible scores (vote_share is the baseline "
+                           "only), the one that leaves the most outside validation songs unclassified there (ties: the "
+                           "higher AUROC)",
+                 "max_coverage_drop": max_coverage_drop, "n_val_inside": len(val_inside.logits),
+                 "n_val_outside": len(val_outside.logits), "n_train": len(train.logits), "table": table}
+    return OutsideRule(chosen, threshold, stats.get(chosen), selection)

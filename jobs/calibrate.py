@@ -8,12 +8,11 @@ Reads the model's slice logits and embeddings for
   * --outside: songs of styles outside the taxonomy (genre null, as `genre-job make-catalog --genres outside`
     renders them), split 'val' only.
 Test songs are never read. The confidence is temperature-scaled (genre_core/calibration.py); the rule compares
-every out-of-distribution score of genre_core/outside.py, with and without a confidence gate, on the validation
-songs: for each, the lowest threshold that turns away at most --max-coverage-drop of the validation songs of the
-taxonomy; it keeps the one that catches the most outside songs among those that do not lower the accuracy on the
-decided validation songs of the taxonomy (the comparison table is printed and kept in the bundle). The weights are
-copied unchanged; the new bundle has a new version, so a nightly `genre-job label` run relabels every track with it.
-Rerun it on every newly trained model (`make models` does).
+every out-of-distribution score of genre_core/outside.py on the validation songs and keeps the best at the
+lowest threshold that turns away at most --max-coverage-drop of the validation songs of the taxonomy (the
+comparison table is printed and kept in the bundle). The weights are copied unchanged; the new bundle has a new
+version, so a nightly `genre-job label` run relabels every track with it. Rerun it on every newly trained model
+(`make models` does).
 
 Examples:
   genre-job calibrate --cnn models/default/cnn --catalog data/corpus/catalog.parquet \\
@@ -120,12 +119,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"calibration: temperature {calibration.temperature:.3f} (validation NLL {calibration.val_nll:.3f}, "
           f"ECE {fitted['ece']:.3f} on the songs it was fitted on)", flush=True)
     rule = fit_rule(scored["train"], scored["val"], scored["outside"], meta.voting.tau, meta.voting.margin,
-                    calibration, args.max_coverage_drop, outside_tag_columns(meta.backbone))
+                    args.max_coverage_drop, outside_tag_columns(meta.backbone))
     print(format_table(rule.selection["table"]))
-    print(f"out-of-taxonomy rule: {rule.score} > {rule.threshold:.4g} and confidence <= {rule.gate:.2f}", flush=True)
-    if not rule.selection["admissible"]:
-        print("warning: at every gate the rule lowers the accuracy on the decided validation songs of the taxonomy; "
-              "the best of those rules was kept", file=sys.stderr, flush=True)
+    print(f"out-of-taxonomy rule: {rule.score} > {rule.threshold:.4g}", flush=True)
     metrics = dict(meta.metrics)
     metrics["calibrated_from"] = meta.metrics.get("calibrated_from", meta.version)  # the trained weights' bundle
     metrics["calibration_val"] = fitted
@@ -138,23 +134,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def format_table(table: list[dict]) -> str:
-    """The comparison of the out-of-distribution scores, as a markdown table: for each score its row without a
-    gate and its best admissible gated row (the bundle keeps every row)."""
-    head = ("| score | gate | AUROC | threshold | coverage (taxonomy) | accuracy on decided (taxonomy) | "
-            "outside songs unclassified | admissible |\n|---|---|---|---|---|---|---|---|")
-    shown = []
-    for kind in dict.fromkeys(r["score"] for r in table):
-        rows = [r for r in table if r["score"] == kind]
-        shown.append(next(r for r in rows if r["gate"] >= 1.0))
-        gated = [r for r in rows if r["admissible"] and r["gate"] < 1.0]
-        if gated:
-            shown.append(max(gated, key=lambda r: (r["outside_unclassified"], r["gate"])))
-    lines = [f"| {r['score']} | {r['gate']:.2f} | {r['auroc']:.3f} | {r['threshold']:.4g} | "
-             f"{r['inside_coverage_before']:.3f} -> {r['inside_coverage']:.3f} | "
-             f"{r['inside_accuracy_decided_before']:.4f} -> {r['inside_accuracy_decided']:.4f} | "
-             f"{r['outside_unclassified_before']:.3f} -> {r['outside_unclassified']:.3f} | "
-             f"{'yes' if r['admissible'] else 'no'} |" for r in shown]
-    return "\n".join([head, *lines])
+    """The comparison of the out-of-distribution scores, as a markdown table."""
+    head = ("| score | AUROC | threshold | coverage (taxonomy) | accuracy on decided (taxonomy) | "
+            "outside songs unclassified |\n|---|---|---|---|---|---|")
+    rows = [f"| {r['score']} | {r['auroc']:.3f} | {r['threshold']:.4g} | {r['inside_coverage_before']:.3f} -> "
+            f"{r['inside_coverage']:.3f} | {r['inside_accuracy_decided_before']:.3f} -> "
+            f"{r['inside_accuracy_decided']:.3f} | {r['outside_unclassified_before']:.3f} -> "
+            f"{r['outside_unclassified']:.3f} |" for r in table]
+    return "\n".join([head, *rows])
 
 
 if __name__ == "__main__":

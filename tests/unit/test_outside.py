@@ -5,12 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genre_core.calibration import Calibration
 from genre_core.outside import (
     ELIGIBLE,
-    GATES,
     SCORES,
-    Judged,
     OutsideRule,
     ScoredSongs,
     auroc,
@@ -72,40 +69,15 @@ def test_comparison_picks_the_eligible_score_that_catches_most_outside_songs() -
               "feature_distance": rng.normal(0, 1, n)}
     outside = {"vote_share": rng.normal(9, 1, n),  # the best separation, but only a baseline
                "max_logit": rng.normal(1, 1, n), "energy": rng.normal(3, 1, n), "feature_distance": rng.normal(0, 1, n)}
-    confidence = np.full(n, 0.5)  # within every gate: the gate changes nothing, the highest (no gate) is kept
-    chosen, table = compare_scores(Judged(inside, np.ones(n, bool), confidence, np.ones(n, bool)),
-                                   Judged(outside, np.ones(n, bool), confidence), 0.05)
-    assert chosen["score"] == "energy" and chosen["score"] in ELIGIBLE and chosen["gate"] == 1.0
-    assert len(table) == len(inside) * len(GATES) and all(r["admissible"] for r in table)
-    rows = {r["score"]: r for r in table if r["gate"] == 1.0}
+    decided, right = np.ones(n, bool), np.ones(n, bool)
+    chosen, th, table = compare_scores(inside, decided, right, outside, np.ones(n, bool), 0.05)
+    assert chosen == "energy" and chosen in ELIGIBLE
+    rows = {r["score"]: r for r in table}
     assert set(rows) == set(inside)
-    assert rows["energy"]["threshold"] == chosen["threshold"]
+    assert rows["energy"]["threshold"] == th
     assert rows["energy"]["inside_coverage_before"] - rows["energy"]["inside_coverage"] <= 0.05 + 1e-9
     assert rows["energy"]["outside_unclassified"] > rows["max_logit"]["outside_unclassified"]
     assert rows["feature_distance"]["auroc"] == pytest.approx(0.5, abs=0.1)
-
-
-def test_the_gate_keeps_the_accuracy_on_decided_songs_where_the_score_alone_would_lower_it() -> None:
-    # 100 songs of the taxonomy, all decided, song i scoring i: the ten lowest are wrong and unsure (confidence
-    # 0.4), the others right and near certain (0.95); 100 outside songs score far higher, at confidence 0.6
-    inside = Judged({"energy": np.arange(100.0)}, np.ones(100, bool), np.where(np.arange(100) < 10, 0.4, 0.95),
-                    np.arange(100) >= 10)
-    outside = Judged({"energy": np.linspace(150, 250, 100)}, np.ones(100, bool), np.full(100, 0.6))
-    chosen, table = compare_scores(inside, outside, max_coverage_drop=0.05)
-    no_gate = next(r for r in table if r["gate"] == 1.0)
-    # without a gate the 5 songs turned away are the top-scoring ones, all right: 90/100 -> 85/95 falls
-    assert (no_gate["inside_right_decided"], no_gate["inside_decided"]) == (85, 95) and not no_gate["admissible"]
-    assert no_gate["outside_unclassified"] == 1.0
-    # gates 0.6 ... 0.9 catch every outside song and turn away only unsure songs (wrong: 90/95 rises); gate 0.5
-    # catches none (0.6 > 0.5), 0.95 is the ungated rule again; ties go to the higher gate
-    assert chosen["gate"] == 0.9 and chosen["admissible"] and chosen["outside_unclassified"] == 1.0
-    assert (chosen["inside_right_decided"], chosen["inside_decided"]) == (90, 95)
-    assert next(r for r in table if r["gate"] == 0.5)["outside_unclassified"] == 0.0
-    rule = OutsideRule("energy", chosen["threshold"], chosen["gate"])
-    assert rule.is_outside(200.0, 0.6) and not rule.is_outside(200.0, 0.95) and not rule.is_outside(0.0, 0.1)
-    with pytest.raises(ValueError, match="calibrated confidence"):
-        rule.is_outside(200.0, None)
-    assert OutsideRule("energy", 0.0).is_outside(1.0, None)  # no gate: the confidence is not needed
 
 
 def test_fit_rule_keeps_the_table_and_the_statistics_of_a_feature_rule() -> None:
@@ -117,13 +89,11 @@ def test_fit_rule_keeps_the_table_and_the_statistics_of_a_feature_rule() -> None
         return ScoredSongs(logits, emb, [0] * n if labels else None)
 
     rule = fit_rule(songs(0.0, 40, True), songs(0.0, 40, True), songs(4.0, 40, False), tau=0.5, margin=0.0,
-                    calibration=Calibration(1.0), max_coverage_drop=0.05)
+                    max_coverage_drop=0.05)
     assert isinstance(rule, OutsideRule) and rule.score == "feature_distance" and rule.stats is not None
-    assert len(rule.selection["table"]) == (len(SCORES) - 1) * len(GATES)  # no tags
-    assert rule.selection["n_val_outside"] == 40 and rule.selection["admissible"]
+    assert len(rule.selection["table"]) == len(SCORES) - 1 and rule.selection["n_val_outside"] == 40  # no tags
     far = rule.song_score(np.zeros((3, 2)), np.full((3, 6), 4.0))
-    near = rule.song_score(np.zeros((3, 2)), np.zeros((3, 6)))
-    assert rule.is_outside(far, 0.5) and not rule.is_outside(near, 0.5)
+    assert rule.is_outside(far) and not rule.is_outside(rule.song_score(np.zeros((3, 2)), np.zeros((3, 6))))
 
 
 def test_outside_tags_score_is_the_most_unusual_outside_tag_of_the_song() -> None:
@@ -157,13 +127,12 @@ def test_fit_rule_compares_outside_tags_only_given_their_columns_and_keeps_its_s
         return ScoredSongs([np.tile([2.0, 0.0], (3, 1)) for _ in range(n)], emb, [0] * n if inside else None)
 
     train, val_in, val_out = songs(True, 40), songs(True, 40), songs(False, 40)
-    rule = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, calibration=Calibration(1.0), max_coverage_drop=0.05,
-                    outside_columns=[0])
+    rule = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, max_coverage_drop=0.05, outside_columns=[0])
     assert rule.score == "outside_tags" and list(rule.stats.columns) == [0]
     assert {r["score"] for r in rule.selection["table"]} == set(SCORES)
-    assert rule.is_outside(rule.song_score(np.zeros((3, 2)), val_out.embeddings[0]), 0.5)
-    assert not rule.is_outside(rule.song_score(np.zeros((3, 2)), np.full((3, 6), -3.0)), 0.5)
-    rows = {r["score"]: r for r in rule.selection["table"] if r["gate"] == 1.0}
+    assert rule.is_outside(rule.song_score(np.zeros((3, 2)), val_out.embeddings[0]))
+    assert not rule.is_outside(rule.song_score(np.zeros((3, 2)), np.full((3, 6), -3.0)))
+    rows = {r["score"]: r for r in rule.selection["table"]}
     assert rows["outside_tags"]["outside_unclassified"] > rows["feature_distance"]["outside_unclassified"]
-    plain = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, calibration=Calibration(1.0), max_coverage_drop=0.05)
+    plain = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, max_coverage_drop=0.05)
     assert "outside_tags" not in {r["score"] for r in plain.selection["table"]}
