@@ -108,8 +108,10 @@ def main() -> int:
     acc0, acc1 = forced_right[before].mean(), right[decided].mean()
     lines.append(f"- taxonomy, test split ({len(inside)} songs): coverage {cov0:.3f} -> {cov1:.3f} "
                  f"(drop {100 * (cov0 - cov1):.1f} points; <= 5: {met(cov0 - cov1 <= 0.05 + 1e-9)}), "
-                 f"accuracy on decided {acc0:.3f} -> {acc1:.3f} (does not fall: "
-                 f"{met(acc1 >= acc0 - 1e-9)}); {int((inside['reason'] == REASON_OUTSIDE).sum())} "
+                 f"accuracy on decided {int(forced_right[before].sum())}/{int(before.sum())} = {acc0:.4f} -> "
+                 f"{int(right[decided].sum())}/{int(decided.sum())} = {acc1:.4f} (does not fall: "
+                 f"{met(right[decided].sum() * before.sum() >= forced_right[before].sum() * decided.sum())}); "
+                 f"{int((inside['reason'] == REASON_OUTSIDE).sum())} "
                  "turned away as outside the taxonomy")
     for name, rows in ((f"outside styles, new songs (test split, {', '.join(sorted(new['soundfont'].unique()))})", new),
                        (f"outside styles, held-out soundfont ({', '.join(sorted(held['soundfont'].unique()))})", held)):
