@@ -42,8 +42,9 @@ from genre_core.voting import decide  # noqa: E402
 
 
 def labelled(voter: CNNVoter, df: pd.DataFrame, name: str, cache: str | None) -> pd.DataFrame:
-    """Label rows of ``df`` (cached under ``cache`` by bundle version and track ids), joined to the catalog."""
-    key = hashlib.sha256("\n".join(sorted(df["track_id"])).encode()).hexdigest()[:12]
+    """Label rows of ``df`` (cached under ``cache`` by bundle version, track ids and audio), joined to the catalog."""
+    # by track id and audio: catalogs rendered with other seeds reuse the same track ids
+    key = hashlib.sha256("\n".join(sorted(df["track_id"] + "\t" + df["audio_uri"])).encode()).hexdigest()[:12]
     path = os.path.join(cache, f"{voter.bundle.version}-{name}-{key}.parquet") if cache else None
     if path and os.path.exists(path):
         rows = pd.read_parquet(path)
@@ -96,7 +97,8 @@ def main() -> int:
     held = labelled(voter, heldout, "outside-heldout", args.cache)
 
     lines = [f"- bundle {bundle.version} (calibrated from {bundle.metrics.get('calibrated_from')}): rule "
-             f"{bundle.outside.score} > {bundle.outside.threshold:.4g}, temperature "
+             f"{bundle.outside.score} - {bundle.outside.confidence_weight:g} x logit(confidence) > "
+             f"{bundle.outside.threshold:.4g}, temperature "
              f"{bundle.calibration.temperature:.3f}, tau {voter.voting.tau}, margin {voter.voting.margin}"]
     right = (inside["genre"] == inside["truth"]).to_numpy(bool)
     decided = (inside["status"] == STATUS_CLASSIFIED).to_numpy(bool)

@@ -167,7 +167,9 @@ class CNNBundle:
                 n_frames=int(meta["n_frames"]),
                 backbone=dict(meta.get("backbone", {})),
                 calibration=Calibration.from_json(meta["calibration"]) if meta.get("calibration") else None,
+                # a bundle calibrated before the rule weighed the confidence has no weight (0: the score alone)
                 outside=OutsideRule(score=meta["outside"]["score"], threshold=float(meta["outside"]["threshold"]),
+                                    confidence_weight=float(meta["outside"].get("confidence_weight", 0.0)),
                                     selection=meta["outside"].get("selection")) if meta.get("outside") else None,
                 version=meta["version"],
                 created_at=meta["created_at"],

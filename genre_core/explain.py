@@ -17,6 +17,7 @@ import numpy as np
 
 from genre_core.artifacts import CNNBundle
 from genre_core.models.gan_bundle import GANBundle
+from genre_core.outside import log_odds
 from genre_core.schema import (
     REASON_OUTSIDE,
     STATUS_CLASSIFIED,
@@ -34,6 +35,10 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if value is not None and value == value else None  # None and NaN: not recorded
+
+
 def vote_reason(confidence: float, margin: float, top_genre: str, cnn: CNNBundle | None) -> str:
     """The voting rule applied to one song's top share and margin, with the bundle's thresholds if known."""
     if cnn is None:
@@ -44,8 +49,9 @@ def vote_reason(confidence: float, margin: float, top_genre: str, cnn: CNNBundle
             f"margin {margin:.3f} {'>=' if margin >= m - 1e-9 else '<'} m {m:.2f}")
 
 
-def outside_reason(score: float, cnn: CNNBundle | None) -> str:
-    """The out-of-taxonomy rule applied to one song's score, with the bundle's threshold if known."""
+def outside_reason(score: float, confidence: float | None, cnn: CNNBundle | None) -> str:
+    """The out-of-taxonomy rule applied to one song's score (``outside_score``: already weighed against its
+    calibrated ``confidence`` when the rule does so), with the bundle's threshold if known."""
     if cnn is None or cnn.outside is None:
         return (f"its slices look unlike the songs of every genre of the taxonomy: out-of-taxonomy score {score:.4g} "
                 "passed the model's threshold (unknown here: pass --models with the bundles the label was made with)")
@@ -53,7 +59,12 @@ def outside_reason(score: float, cnn: CNNBundle | None) -> str:
     what = ("the backbone hears a style outside the taxonomy (one of its tags for folk, ambient, House, electronic, "
             "soul ... stands out far above the training songs')" if rule.score == "outside_tags"
             else "its slices look unlike the songs of every genre of the taxonomy")
-    return (f"{what}: out-of-taxonomy score ({rule.score}) "
+    name = rule.score
+    if rule.confidence_weight and confidence is not None:
+        odds = float(log_odds(confidence))
+        name = (f"{rule.score} {score + rule.confidence_weight * odds:.4g} minus {rule.confidence_weight:g} x "
+                f"{odds:.3g}, the log-odds of its confidence {confidence:.3f}")
+    return (f"{what}: out-of-taxonomy score ({name}) "
             f"{score:.4g} {'>' if rule.is_outside(score) else '<='} threshold {rule.threshold:.4g}, chosen on "
             "validation songs of the taxonomy and of styles outside it")
 
@@ -102,9 +113,9 @@ def reason(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None
     if status == STATUS_CLASSIFIED:
         return f"its slices' votes were clear: {votes}"
     if status == STATUS_UNCLASSIFIED and row.get("reason") == REASON_OUTSIDE:
-        return (f"outside_taxonomy: {outside_reason(float(row['outside_score']), cnn)}, so no genre of the "
-                f"taxonomy is given (nor tried by a GAN stage) whatever the votes say ({votes}); the forced vote "
-                f"would say {top}")
+        rule = outside_reason(float(row["outside_score"]), _number(row.get("confidence")), cnn)
+        return (f"outside_taxonomy: {rule}, so no genre of the taxonomy is given (nor tried by a GAN stage) whatever "
+                f"the votes say ({votes}); the forced vote would say {top}")
     if status == STATUS_UNCLASSIFIED and gan_version is None:
         return (f"ambiguous_vote: its slices' votes were ambiguous: {votes}. No GAN stage ran for it (no gan/ bundle "
                 f"in the models, or --no-gan), so it stays unclassified; the forced vote would say {top}")

@@ -51,7 +51,8 @@ class CNNVoter:
 
     A song is ``classified`` when the vote rule decides it and the bundle's out-of-taxonomy rule
     (:mod:`genre_core.outside`, when the bundle has one) does not turn it away; otherwise ``unclassified`` with
-    ``reason`` ``outside_taxonomy`` (its ``outside_score`` passed the rule's threshold, whatever the votes say) or
+    ``reason`` ``outside_taxonomy`` (its ``outside_score``, the rule's score weighed against its confidence, passed
+    the rule's threshold, whatever the votes say) or
     ``ambiguous_vote``. ``confidence`` is the bundle's calibrated probability that the vote's top genre is right
     (:mod:`genre_core.calibration`; None without a calibration), ``vote_share`` that genre's share of the votes.
     With ``drop_classified_slices`` the payload of every row but the ambiguous ones (the only ones a GAN stage
@@ -93,7 +94,8 @@ class CNNVoter:
                 errors[i] = errors[i] or TooShortError("no complete slice").describe()
         for i, z, e in zip(todo, logits, embeddings, strict=True):
             d = decide(softmax(z), self.voting.tau, self.voting.margin)
-            score = self.outside.song_score(z, e) if self.outside is not None else None
+            confidence = self.calibration.confidence(z, d.top_index) if self.calibration is not None else None
+            score = self.outside.song_score(z, e, confidence) if self.outside is not None else None
             outside = score is not None and self.outside.is_outside(score)
             classified = d.classified and not outside
             cols["status"][i] = STATUS_CLASSIFIED if classified else STATUS_UNCLASSIFIED
@@ -101,8 +103,7 @@ class CNNVoter:
             cols["genre_index"][i] = int(d.genre_index) if classified else -1
             errors[i] = None
             cols["genre"][i] = self.classes[d.genre_index] if classified else None
-            if self.calibration is not None:
-                cols["confidence"][i] = self.calibration.confidence(z, d.top_index)
+            cols["confidence"][i] = confidence
             cols["vote_share"][i] = float(d.top_share)
             cols["margin"][i] = float(d.margin)
             cols["probabilities"][i] = np.asarray(d.probabilities, dtype=np.float32)

@@ -22,12 +22,20 @@ Scores (:data:`SCORES`), each a pure function of the song's slice logits ``[n, C
   is the largest of them. It asks what the backbone learnt from real records of those styles, which the genre
   head was never trained on: "this sounds more like an ambient record than any training song of the ten genres".
 
-Which score and which threshold: :func:`compare_scores` scores validation songs of the taxonomy and validation
-songs of styles outside it (never test songs), and :func:`choose_threshold` applies the target written down
-before choosing: the lowest threshold at which at most ``max_coverage_drop`` of the in-taxonomy validation songs
-that the vote rule classifies are turned away, i.e. as many outside songs caught as that loss of coverage allows.
-The eligible score (:data:`ELIGIBLE`) that catches the most outside validation songs at its threshold wins (ties:
-the higher AUROC).
+A rule on the score alone turns away songs of the taxonomy that are right as often as the songs that keep their
+label (their tags for folk, soul or House stand out, and they are still country, blues or disco), so the accuracy on
+decided songs cannot rise and falls by the chance of a song. So the rule weighs the score against the head's own
+certainty: it compares ``score - confidence_weight * logit(confidence)`` with its threshold, ``confidence`` the
+song's calibrated confidence (:mod:`genre_core.calibration`). Strong evidence of an outside style still turns a song
+away, and a song the head is sure of needs more of it; a weight of 0 is the score alone.
+
+Which score, weight and threshold: :func:`compare_scores` scores validation songs of the taxonomy and validation
+songs of styles outside it (never test songs) and applies the target written down before choosing. For each score
+and each weight of :data:`CONFIDENCE_WEIGHTS`, :func:`choose_threshold` takes the lowest threshold at which at most
+``max_coverage_drop`` of the in-taxonomy validation songs that the vote rule classifies are turned away; of the
+eligible scores' (:data:`ELIGIBLE`) rows that leave at least :data:`MIN_OUTSIDE_UNCLASSIFIED` of the outside
+validation songs unclassified, the one with the highest accuracy on the decided in-taxonomy validation songs wins
+(ties: more outside songs, then the smaller weight); when no row catches that many, the one that catches the most.
 ``genre-job calibrate`` runs this and records the rule in the model bundle (:class:`OutsideRule`).
 """
 
@@ -39,13 +47,18 @@ from typing import Any
 
 import numpy as np
 
-from genre_core.calibration import log_softmax
+from genre_core.calibration import Calibration, log_softmax
 from genre_core.voting import decide
 
 SCORES: tuple[str, ...] = ("vote_share", "max_logit", "energy", "feature_distance", "outside_tags")
 # vote_share is in the comparison as the baseline only: the vote rule already thresholds it (tau), so as an
 # out-of-taxonomy score it would merely raise tau and call ambiguous songs outside the taxonomy
 ELIGIBLE: tuple[str, ...] = ("max_logit", "energy", "feature_distance", "outside_tags")
+CONFIDENCE_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # weights of logit(confidence) tried
+# the share of outside validation songs a rule must leave unclassified to be chosen for its accuracy: the issue's
+# 0.60 and 5 points of margin for the songs it is tested on
+MIN_OUTSIDE_UNCLASSIFIED = 0.65
+CONFIDENCE_CLIP = 1e-6  # confidence clipped to [1e-6, 1 - 1e-6] before its logit (at most 13.8 in size)
 RIDGE = 0.1  # added to the diagonal of the pooled covariance of the standardised embeddings
 
 
@@ -148,12 +161,25 @@ def song_score(kind: str, logits: np.ndarray, embeddings: np.ndarray | None = No
     raise ValueError(f"unknown out-of-distribution score {kind!r}; known: {list(SCORES)}")
 
 
+def log_odds(confidence: float | np.ndarray) -> float | np.ndarray:
+    """``logit(confidence)``, the confidence clipped to ``[CONFIDENCE_CLIP, 1 - CONFIDENCE_CLIP]``."""
+    c = np.clip(np.asarray(confidence, np.float64), CONFIDENCE_CLIP, 1.0 - CONFIDENCE_CLIP)
+    return np.log(c / (1.0 - c))
+
+
+def discounted(score: float | np.ndarray, confidence: float | np.ndarray, weight: float) -> float | np.ndarray:
+    """``score - weight * logit(confidence)``: an out-of-distribution score weighed against the head's certainty."""
+    return score if weight == 0.0 else score - weight * log_odds(confidence)
+
+
 @dataclass(frozen=True, eq=False)
 class OutsideRule:
-    """A song is outside the taxonomy when its ``score`` is above ``threshold`` (both chosen on validation songs)."""
+    """A song is outside the taxonomy when its ``score`` minus ``confidence_weight`` times the logit of its
+    calibrated confidence is above ``threshold`` (all chosen on validation songs)."""
 
     score: str
     threshold: float
+    confidence_weight: float = 0.0
     stats: FeatureStats | TagStats | None = None  # for feature_distance, outside_tags
     selection: dict[str, Any] | None = None  # how it was chosen (the comparison table), as recorded in the bundle
 
@@ -161,14 +187,24 @@ class OutsideRule:
     def needs_embeddings(self) -> bool:
         return self.score in ("feature_distance", "outside_tags")
 
-    def song_score(self, logits: np.ndarray, embeddings: np.ndarray | None = None) -> float:
-        return song_score(self.score, logits, embeddings, self.stats)
+    def song_score(self, logits: np.ndarray, embeddings: np.ndarray | None = None,
+                   confidence: float | None = None) -> float:
+        """The value the rule compares with its threshold: the song's ``score``, discounted by its calibrated
+        ``confidence`` when the rule weighs it (:func:`discounted`)."""
+        raw = song_score(self.score, logits, embeddings, self.stats)
+        if self.confidence_weight == 0.0:
+            return raw
+        if confidence is None:
+            raise ValueError("this out-of-taxonomy rule weighs the song's calibrated confidence, which needs the "
+                             "bundle's calibration")
+        return float(discounted(raw, confidence, self.confidence_weight))
 
     def is_outside(self, score: float) -> bool:
         return bool(score > self.threshold)
 
     def to_json(self) -> dict[str, Any]:
-        return {"score": self.score, "threshold": self.threshold, "selection": self.selection or {}}
+        return {"score": self.score, "threshold": self.threshold, "confidence_weight": self.confidence_weight,
+                "selection": self.selection or {}}
 
 
 def auroc(inside: Sequence[float], outside: Sequence[float]) -> float:
@@ -191,35 +227,63 @@ def choose_threshold(inside: Sequence[float], inside_decided: Sequence[bool], ma
     return float(np.sort(s)[::-1][k])
 
 
-def rule_figures(scores_in: np.ndarray, decided_in: np.ndarray, right_in: np.ndarray, scores_out: np.ndarray,
-                 decided_out: np.ndarray, threshold: float) -> dict[str, float]:
-    """Coverage and accuracy on decided songs of the inside songs, and the share of outside songs left unclassified,
-    without and with the rule at ``threshold``."""
-    kept_in = decided_in & ~(scores_in > threshold)
-    kept_out = decided_out & ~(scores_out > threshold)
+@dataclass
+class Judged:
+    """Validation songs as the rule's choice sees them: each score's values, whether the vote rule decides each
+    song, its calibrated confidence and (songs of the taxonomy) whether its vote is right."""
+
+    scores: dict[str, np.ndarray]
+    decided: np.ndarray
+    confidence: np.ndarray
+    right: np.ndarray | None = None
+
+
+def rule_figures(inside: Judged, outside: Judged, kind: str, weight: float, threshold: float) -> dict[str, Any]:
+    """Coverage and accuracy on decided songs (with the counts) of the inside songs, and the share of outside songs
+    left unclassified, without and with the rule (score ``kind`` discounted by ``weight``, > ``threshold``)."""
+    def kept(songs: Judged) -> np.ndarray:
+        return songs.decided & ~(discounted(songs.scores[kind], songs.confidence, weight) > threshold)
+
+    kept_in, kept_out, right = kept(inside), kept(outside), inside.right
 
     def acc(mask: np.ndarray) -> float:
-        return float(right_in[mask].mean()) if mask.any() else float("nan")
+        return float(right[mask].mean()) if mask.any() else float("nan")
 
-    return {"inside_coverage_before": float(decided_in.mean()), "inside_coverage": float(kept_in.mean()),
-            "inside_accuracy_decided_before": acc(decided_in), "inside_accuracy_decided": acc(kept_in),
-            "outside_unclassified_before": float(1 - decided_out.mean()),
+    return {"inside_coverage_before": float(inside.decided.mean()), "inside_coverage": float(kept_in.mean()),
+            "inside_accuracy_decided_before": acc(inside.decided), "inside_accuracy_decided": acc(kept_in),
+            "inside_right_decided_before": int(right[inside.decided].sum()),
+            "inside_decided_before": int(inside.decided.sum()),
+            "inside_right_decided": int(right[kept_in].sum()), "inside_decided": int(kept_in.sum()),
+            "outside_unclassified_before": float(1 - outside.decided.mean()),
             "outside_unclassified": float(1 - kept_out.mean())}
 
 
-def compare_scores(scores_in: dict[str, np.ndarray], decided_in: np.ndarray, right_in: np.ndarray,
-                   scores_out: dict[str, np.ndarray], decided_out: np.ndarray,
-                   max_coverage_drop: float) -> tuple[str, float, list[dict[str, Any]]]:
-    """(the chosen score, its threshold, the comparison table): each score's AUROC (inside vs outside), threshold
-    (:func:`choose_threshold`) and :func:`rule_figures`, on validation songs."""
+def compare_scores(inside: Judged, outside: Judged, max_coverage_drop: float,
+                   weights: Sequence[float] = CONFIDENCE_WEIGHTS,
+                   min_outside: float = MIN_OUTSIDE_UNCLASSIFIED) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(the chosen row, the comparison table): for each score and confidence weight, its AUROC (inside vs outside,
+    discounted scores), threshold (:func:`choose_threshold`) and :func:`rule_figures`, on validation songs. The
+    chosen row: of the eligible scores' rows that leave at least ``min_outside`` of the outside songs unclassified,
+    the highest accuracy on decided inside songs (ties: more outside songs, then the smaller weight); without such
+    a row, the one that leaves the most outside songs unclassified (ties: the higher AUROC)."""
     table = []
-    for kind in scores_in:
-        th = choose_threshold(scores_in[kind], decided_in, max_coverage_drop)
-        row = {"score": kind, "auroc": auroc(scores_in[kind], scores_out[kind]), "threshold": th}
-        row.update(rule_figures(scores_in[kind], decided_in, right_in, scores_out[kind], decided_out, th))
-        table.append(row)
-    best = max((r for r in table if r["score"] in ELIGIBLE), key=lambda r: (r["outside_unclassified"], r["auroc"]))
-    return best["score"], best["threshold"], table
+    for kind in inside.scores:
+        for w in weights:
+            s_in = discounted(inside.scores[kind], inside.confidence, w)
+            th = choose_threshold(s_in, inside.decided, max_coverage_drop)
+            row: dict[str, Any] = {"score": kind, "confidence_weight": float(w),
+                                   "auroc": auroc(s_in, discounted(outside.scores[kind], outside.confidence, w)),
+                                   "threshold": th}
+            row.update(rule_figures(inside, outside, kind, w, th))
+            table.append(row)
+    eligible = [r for r in table if r["score"] in ELIGIBLE]
+    enough = [r for r in eligible if r["outside_unclassified"] >= min_outside - 1e-9]
+    if enough:
+        best = max(enough, key=lambda r: (r["inside_right_decided"] / max(r["inside_decided"], 1),
+                                          r["outside_unclassified"], -r["confidence_weight"]))
+    else:
+        best = max(eligible, key=lambda r: (r["outside_unclassified"], r["auroc"]))
+    return best, table
 
 
 @dataclass
@@ -232,10 +296,11 @@ class ScoredSongs:
 
 
 def fit_rule(train: ScoredSongs, val_inside: ScoredSongs, val_outside: ScoredSongs, tau: float, margin: float,
-             max_coverage_drop: float, outside_columns: Sequence[int] = ()) -> OutsideRule:
-    """The out-of-taxonomy rule for a model: every score of :data:`SCORES` compared on the validation songs
-    (:func:`compare_scores`; ``train`` songs only give ``feature_distance`` and ``outside_tags`` their
-    statistics), the best one kept with its threshold and the comparison table (``selection``). ``outside_tags``
+             calibration: Calibration, max_coverage_drop: float, outside_columns: Sequence[int] = ()) -> OutsideRule:
+    """The out-of-taxonomy rule for a model: every score of :data:`SCORES` and confidence weight compared on the
+    validation songs (:func:`compare_scores`, with the vote rule's ``tau``/``margin`` and the model's
+    ``calibration``; ``train`` songs only give ``feature_distance`` and ``outside_tags`` their statistics), the
+    best kept with its weight, threshold and the comparison table (``selection``). ``outside_tags``
     takes part only with the embedding columns of the outside styles' tags (``outside_columns``: a musicnn
     backbone, :func:`genre_core.models.genre_head.outside_tag_columns`)."""
     stats: dict[str, FeatureStats | TagStats] = {"feature_distance": fit_feature_stats(train.embeddings,
@@ -244,22 +309,26 @@ def fit_rule(train: ScoredSongs, val_inside: ScoredSongs, val_outside: ScoredSon
         stats["outside_tags"] = fit_tag_stats(train.embeddings, outside_columns)
     kinds = [k for k in SCORES if k != "outside_tags" or k in stats]
 
-    def scored(songs: ScoredSongs) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    def judged(songs: ScoredSongs) -> Judged:
         scores = {k: np.array([song_score(k, z, e, stats.get(k)) for z, e in zip(songs.logits, songs.embeddings,
                                                                                   strict=True)]) for k in kinds}
         decisions = [decide(np.exp(log_softmax(z)), tau, margin) for z in songs.logits]
-        decided = np.array([d.classified for d in decisions])
-        right = np.array([d.top_index == y for d, y in zip(decisions, songs.labels or [-1] * len(decisions),
-                                                            strict=True)])
-        return scores, decided, right
+        confidence = np.array([calibration.confidence(z, d.top_index) for z, d in zip(songs.logits, decisions,
+                                                                                        strict=True)])
+        right = (np.array([d.top_index == y for d, y in zip(decisions, songs.labels, strict=True)])
+                 if songs.labels is not None else None)
+        return Judged(scores, np.array([d.classified for d in decisions]), confidence, right)
 
-    s_in, dec_in, right_in = scored(val_inside)
-    s_out, dec_out, _ = scored(val_outside)
-    chosen, threshold, table = compare_scores(s_in, dec_in, right_in, s_out, dec_out, max_coverage_drop)
-    selection = {"target": f"the lowest threshold at which at most {max_coverage_drop:.0%} of the validation songs "
-                           "of the taxonomy lose their label; of the eligible scores (vote_share is the baseline "
-                           "only), the one that leaves the most outside validation songs unclassified there (ties: the "
-                           "higher AUROC)",
-                 "max_coverage_drop": max_coverage_drop, "n_val_inside": len(val_inside.logits),
-                 "n_val_outside": len(val_outside.logits), "n_train": len(train.logits), "table": table}
-    return OutsideRule(chosen, threshold, stats.get(chosen), selection)
+    chosen, table = compare_scores(judged(val_inside), judged(val_outside), max_coverage_drop)
+    selection = {"target": f"for each score and confidence weight, the lowest threshold at which at most "
+                           f"{max_coverage_drop:.0%} of the validation songs of the taxonomy lose their label; of "
+                           "the eligible scores' rows (vote_share is the baseline only) that leave at least "
+                           f"{MIN_OUTSIDE_UNCLASSIFIED:.0%} of the outside validation songs unclassified, the one "
+                           "with the highest accuracy on the decided validation songs of the taxonomy (ties: more "
+                           "outside songs, then the smaller weight); without one, the one that leaves the most "
+                           "outside songs unclassified",
+                 "max_coverage_drop": max_coverage_drop, "min_outside_unclassified": MIN_OUTSIDE_UNCLASSIFIED,
+                 "n_val_inside": len(val_inside.logits), "n_val_outside": len(val_outside.logits),
+                 "n_train": len(train.logits), "table": table}
+    return OutsideRule(chosen["score"], chosen["threshold"], chosen["confidence_weight"], stats.get(chosen["score"]),
+                       selection)

@@ -8,9 +8,11 @@ Reads the model's slice logits and embeddings for
   * --outside: songs of styles outside the taxonomy (genre null, as `genre-job make-catalog --genres outside`
     renders them), split 'val' only.
 Test songs are never read. The confidence is temperature-scaled (genre_core/calibration.py); the rule compares
-every out-of-distribution score of genre_core/outside.py on the validation songs and keeps the best at the
-lowest threshold that turns away at most --max-coverage-drop of the validation songs of the taxonomy (the
-comparison table is printed and kept in the bundle). The weights are copied unchanged; the new bundle has a new
+every out-of-distribution score of genre_core/outside.py, each weighed against the song's calibrated confidence
+with several weights, on the validation songs, each at the lowest threshold that turns away at most
+--max-coverage-drop of the validation songs of the taxonomy; of those that leave enough outside songs unclassified
+it keeps the one with the highest accuracy on the decided validation songs of the taxonomy (the comparison table
+is printed and kept in the bundle). The weights are copied unchanged; the new bundle has a new
 version, so a nightly `genre-job label` run relabels every track with it. Rerun it on every newly trained model
 (`make models` does).
 
@@ -119,9 +121,10 @@ def _run(args: argparse.Namespace) -> int:
     print(f"calibration: temperature {calibration.temperature:.3f} (validation NLL {calibration.val_nll:.3f}, "
           f"ECE {fitted['ece']:.3f} on the songs it was fitted on)", flush=True)
     rule = fit_rule(scored["train"], scored["val"], scored["outside"], meta.voting.tau, meta.voting.margin,
-                    args.max_coverage_drop, outside_tag_columns(meta.backbone))
+                    calibration, args.max_coverage_drop, outside_tag_columns(meta.backbone))
     print(format_table(rule.selection["table"]))
-    print(f"out-of-taxonomy rule: {rule.score} > {rule.threshold:.4g}", flush=True)
+    print(f"out-of-taxonomy rule: {rule.score} - {rule.confidence_weight:g} x logit(confidence) > "
+          f"{rule.threshold:.4g}", flush=True)
     metrics = dict(meta.metrics)
     metrics["calibrated_from"] = meta.metrics.get("calibrated_from", meta.version)  # the trained weights' bundle
     metrics["calibration_val"] = fitted
@@ -134,13 +137,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def format_table(table: list[dict]) -> str:
-    """The comparison of the out-of-distribution scores, as a markdown table."""
-    head = ("| score | AUROC | threshold | coverage (taxonomy) | accuracy on decided (taxonomy) | "
-            "outside songs unclassified |\n|---|---|---|---|---|---|")
-    rows = [f"| {r['score']} | {r['auroc']:.3f} | {r['threshold']:.4g} | {r['inside_coverage_before']:.3f} -> "
-            f"{r['inside_coverage']:.3f} | {r['inside_accuracy_decided_before']:.3f} -> "
-            f"{r['inside_accuracy_decided']:.3f} | {r['outside_unclassified_before']:.3f} -> "
-            f"{r['outside_unclassified']:.3f} |" for r in table]
+    """The comparison of the out-of-distribution scores, as a markdown table: each score's rows by confidence
+    weight (the bundle keeps every row)."""
+    head = ("| score | confidence weight | AUROC | threshold | coverage (taxonomy) | accuracy on decided (taxonomy) | "
+            "outside songs unclassified |\n|---|---|---|---|---|---|---|")
+    rows = [f"| {r['score']} | {r.get('confidence_weight', 0.0):g} | {r['auroc']:.3f} | {r['threshold']:.4g} | "
+            f"{r['inside_coverage_before']:.3f} -> {r['inside_coverage']:.3f} | "
+            f"{r['inside_accuracy_decided_before']:.4f} -> {r['inside_accuracy_decided']:.4f} | "
+            f"{r['outside_unclassified_before']:.3f} -> {r['outside_unclassified']:.3f} |" for r in table]
     return "\n".join([head, *rows])
 
 

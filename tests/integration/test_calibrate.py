@@ -11,7 +11,7 @@ import torch
 
 from genre_core.artifacts import load_cnn_bundle
 from genre_core.labelling import CNNVoter, label_catalog
-from genre_core.outside import ELIGIBLE, SCORES
+from genre_core.outside import CONFIDENCE_WEIGHTS, ELIGIBLE, SCORES
 from jobs import calibrate, make_catalog
 from jobs.cli import run_job
 from jobs.models import DEFAULT_MODELS
@@ -31,7 +31,7 @@ def test_calibrate_writes_a_new_bundle_that_the_labeller_applies(rendered_songs,
             "--outside", str(tmp_path / "outside" / "catalog.parquet"), "--out", str(out), "--workers", "1"]
     assert run_job(calibrate, argv) == 0
     printed = capsys.readouterr().out
-    assert "| score | AUROC |" in printed and "out-of-taxonomy rule: " in printed
+    assert "| score | confidence weight | AUROC |" in printed and "out-of-taxonomy rule: " in printed
 
     old_model, old = load_cnn_bundle(source)
     new_model, new = load_cnn_bundle(str(out))
@@ -41,7 +41,8 @@ def test_calibrate_writes_a_new_bundle_that_the_labeller_applies(rendered_songs,
         torch.testing.assert_close(new_model.state_dict()[key], value, rtol=0, atol=0)
     assert new.calibration.n_songs == 4 and new.calibration.temperature > 0
     rule = new.outside
-    assert rule.score in ELIGIBLE and [r["score"] for r in rule.selection["table"]] == list(SCORES)
+    assert rule.score in ELIGIBLE and list(dict.fromkeys(r["score"] for r in rule.selection["table"])) == list(SCORES)
+    assert {r["confidence_weight"] for r in rule.selection["table"]} == set(CONFIDENCE_WEIGHTS)
     assert rule.selection["n_val_inside"] == 4 and rule.selection["n_val_outside"] == 2  # val splits only
     assert (rule.stats is not None) == (rule.score in ("feature_distance", "outside_tags"))
     json.dumps(json.loads((out / "bundle.json").read_text()))  # plain JSON

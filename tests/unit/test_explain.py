@@ -102,6 +102,10 @@ def test_outside_taxonomy_replays_the_rule_and_qualifies_the_confidence() -> Non
     text = explain(r | {"outside_score": 6.5}, CLASSES, tags)
     assert "outside_taxonomy: the backbone hears a style outside the taxonomy" in text
     assert "out-of-taxonomy score (outside_tags) 6.5 > threshold 4" in text
+    weighted = dataclasses.replace(CNN, outside=OutsideRule("outside_tags", 4.0, confidence_weight=1.0))
+    text = explain(r | {"outside_score": 4.5, "confidence": 0.8}, CLASSES, weighted)  # log-odds of 0.8: 1.386
+    assert ("out-of-taxonomy score (outside_tags 5.886 minus 1 x 1.39, the log-odds of its confidence 0.800) 4.5 > "
+            "threshold 4") in text
     ambiguous = row("unclassified", [0.4, 0.35, 0.25]) | {"reason": "ambiguous_vote", "confidence": 0.41}
     assert explain(ambiguous, CLASSES, CNN).splitlines()[1].startswith("reason: ambiguous_vote: ")
     assert "confidence: 0.410 (calibrated probability that blues is right)" in explain(ambiguous, CLASSES, CNN)

@@ -193,6 +193,12 @@ def test_songs_past_the_outside_threshold_stay_unclassified_with_their_reason(bu
             assert len(out["slices"][i]) == 0  # never sent on to a GAN stage
         else:
             assert out["status"][i] == "classified" and out["reason"][i] is None and out["genre"][i] in CLASSES
+    # a rule that weighs the confidence records the discounted score, the one it compared with its threshold
+    weighted = CNNVoter(_calibrated(bundle, tmp_path / "weighted", OutsideRule("energy", threshold, 0.5)))
+    again = weighted({"slices": songs})
+    for i in range(len(songs)):
+        c = np.clip(out["confidence"][i], 1e-6, 1 - 1e-6)
+        assert again["outside_score"][i] == pytest.approx(energy[i] - 0.5 * np.log(c / (1 - c)), rel=1e-4, abs=1e-4)
     strict = CNNVoter(voter.bundle.url, voting=VotingConfig(1.0, 1.0), drop_classified_slices=True)
     ambiguous = strict({"slices": songs})
     assert [r for i, r in enumerate(ambiguous["reason"]) if i != far] == ["ambiguous_vote"] * 2
@@ -204,7 +210,7 @@ def test_a_rule_keeps_its_training_statistics_in_the_bundle(bundle: str, tmp_pat
     rng = np.random.default_rng(4)
     train = [rng.standard_normal((3, 128)) for _ in range(12)]
     stats = fit_feature_stats(train, [0, 1, 2] * 4) if score == "feature_distance" else fit_tag_stats(train, [3, 70])
-    url = _calibrated(bundle, tmp_path, OutsideRule(score, 5.0, stats))
+    url = _calibrated(bundle, tmp_path, OutsideRule(score, 5.0, stats=stats))
     _, meta = load_cnn_bundle(url)
     for name, value in stats.tensors().items():
         np.testing.assert_array_equal(meta.outside.stats.tensors()[name], value)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from genre_core.calibration import Calibration
 from genre_core.outside import (
+    CONFIDENCE_WEIGHTS,
     ELIGIBLE,
     SCORES,
+    Judged,
     OutsideRule,
     ScoredSongs,
     auroc,
@@ -69,15 +72,42 @@ def test_comparison_picks_the_eligible_score_that_catches_most_outside_songs() -
               "feature_distance": rng.normal(0, 1, n)}
     outside = {"vote_share": rng.normal(9, 1, n),  # the best separation, but only a baseline
                "max_logit": rng.normal(1, 1, n), "energy": rng.normal(3, 1, n), "feature_distance": rng.normal(0, 1, n)}
-    decided, right = np.ones(n, bool), np.ones(n, bool)
-    chosen, th, table = compare_scores(inside, decided, right, outside, np.ones(n, bool), 0.05)
-    assert chosen == "energy" and chosen in ELIGIBLE
-    rows = {r["score"]: r for r in table}
+    confidence = np.full(n, 0.5)  # log-odds 0: every weight gives the same rule, and the smallest is kept
+    chosen, table = compare_scores(Judged(inside, np.ones(n, bool), confidence, np.ones(n, bool)),
+                                   Judged(outside, np.ones(n, bool), confidence), 0.05)
+    assert chosen["score"] == "energy" and chosen["score"] in ELIGIBLE and chosen["confidence_weight"] == 0.0
+    assert len(table) == len(inside) * len(CONFIDENCE_WEIGHTS)
+    rows = {r["score"]: r for r in table if r["confidence_weight"] == 0.0}
     assert set(rows) == set(inside)
-    assert rows["energy"]["threshold"] == th
+    assert rows["energy"]["threshold"] == chosen["threshold"]
     assert rows["energy"]["inside_coverage_before"] - rows["energy"]["inside_coverage"] <= 0.05 + 1e-9
     assert rows["energy"]["outside_unclassified"] > rows["max_logit"]["outside_unclassified"]
     assert rows["feature_distance"]["auroc"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_weighing_the_confidence_keeps_the_accuracy_where_the_score_alone_would_lower_it() -> None:
+    # 100 songs of the taxonomy, all decided, song i scoring i / 20: the ten lowest are wrong and unsure
+    # (confidence 0.6), the others right and near certain (0.999); 100 outside songs score 6 ... 10 at confidence 0.97
+    i = np.arange(100)
+    inside = Judged({"energy": i / 20}, np.ones(100, bool), np.where(i < 10, 0.6, 0.999), i >= 10)
+    outside = Judged({"energy": np.linspace(6, 10, 100)}, np.ones(100, bool), np.full(100, 0.97))
+    chosen, table = compare_scores(inside, outside, max_coverage_drop=0.05)
+    alone = next(r for r in table if r["confidence_weight"] == 0.0)
+    # the score alone turns away the 5 top-scoring songs, all right: 90/100 -> 85/95
+    assert (alone["inside_right_decided"], alone["inside_decided"]) == (85, 95)
+    assert alone["outside_unclassified"] == 1.0
+    # from weight 0.75 on the unsure songs lead (i / 20 - 0.75 x 0.41 against at most 4.95 - 0.75 x 6.9): the 5
+    # turned away are wrong (90/95) and every outside song is still caught; the smallest such weight wins
+    assert chosen["confidence_weight"] == 0.75 and chosen["outside_unclassified"] == 1.0
+    assert (chosen["inside_right_decided"], chosen["inside_decided"]) == (90, 95)
+    rule = OutsideRule("energy", chosen["threshold"], chosen["confidence_weight"])
+    confident = np.tile([2.0, 0.0], (3, 1))
+    assert rule.song_score(confident, None, 0.999) == pytest.approx(song_score("energy", confident)
+                                                                    - 0.75 * np.log(0.999 / 0.001))
+    with pytest.raises(ValueError, match="calibrated confidence"):
+        rule.song_score(confident)
+    # no row catches enough outside songs: the one catching the most is kept
+    assert compare_scores(inside, outside, 0.05, min_outside=1.5)[0]["outside_unclassified"] == 1.0
 
 
 def test_fit_rule_keeps_the_table_and_the_statistics_of_a_feature_rule() -> None:
@@ -89,9 +119,11 @@ def test_fit_rule_keeps_the_table_and_the_statistics_of_a_feature_rule() -> None
         return ScoredSongs(logits, emb, [0] * n if labels else None)
 
     rule = fit_rule(songs(0.0, 40, True), songs(0.0, 40, True), songs(4.0, 40, False), tau=0.5, margin=0.0,
-                    max_coverage_drop=0.05)
+                    calibration=Calibration(1.0), max_coverage_drop=0.05)
     assert isinstance(rule, OutsideRule) and rule.score == "feature_distance" and rule.stats is not None
-    assert len(rule.selection["table"]) == len(SCORES) - 1 and rule.selection["n_val_outside"] == 40  # no tags
+    assert len(rule.selection["table"]) == (len(SCORES) - 1) * len(CONFIDENCE_WEIGHTS)  # no tags
+    assert rule.selection["n_val_outside"] == 40
+    assert rule.confidence_weight == 0.0  # every song is right: no weight keeps more of them, the smallest wins
     far = rule.song_score(np.zeros((3, 2)), np.full((3, 6), 4.0))
     assert rule.is_outside(far) and not rule.is_outside(rule.song_score(np.zeros((3, 2)), np.zeros((3, 6))))
 
@@ -127,12 +159,13 @@ def test_fit_rule_compares_outside_tags_only_given_their_columns_and_keeps_its_s
         return ScoredSongs([np.tile([2.0, 0.0], (3, 1)) for _ in range(n)], emb, [0] * n if inside else None)
 
     train, val_in, val_out = songs(True, 40), songs(True, 40), songs(False, 40)
-    rule = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, max_coverage_drop=0.05, outside_columns=[0])
+    rule = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, calibration=Calibration(1.0), max_coverage_drop=0.05,
+                    outside_columns=[0])
     assert rule.score == "outside_tags" and list(rule.stats.columns) == [0]
     assert {r["score"] for r in rule.selection["table"]} == set(SCORES)
     assert rule.is_outside(rule.song_score(np.zeros((3, 2)), val_out.embeddings[0]))
     assert not rule.is_outside(rule.song_score(np.zeros((3, 2)), np.full((3, 6), -3.0)))
-    rows = {r["score"]: r for r in rule.selection["table"]}
+    rows = {r["score"]: r for r in rule.selection["table"] if r["confidence_weight"] == 0.0}
     assert rows["outside_tags"]["outside_unclassified"] > rows["feature_distance"]["outside_unclassified"]
-    plain = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, max_coverage_drop=0.05)
+    plain = fit_rule(train, val_in, val_out, tau=0.5, margin=0.0, calibration=Calibration(1.0), max_coverage_drop=0.05)
     assert "outside_tags" not in {r["score"] for r in plain.selection["table"]}
