@@ -170,6 +170,7 @@ class CNNBundle:
                 # a bundle calibrated before the rule weighed the confidence has no weight (0: the score alone)
                 outside=OutsideRule(score=meta["outside"]["score"], threshold=float(meta["outside"]["threshold"]),
                                     confidence_weight=float(meta["outside"].get("confidence_weight", 0.0)),
+                                    undecided_threshold=meta["outside"].get("undecided_threshold"),
                                     selection=meta["outside"].get("selection")) if meta.get("outside") else None,
                 version=meta["version"],
                 created_at=meta["created_at"],

@@ -27,6 +27,7 @@ from genre_core.schema import (
     STATUS_UNCLASSIFIED,
     vote_shares,
 )
+from genre_core.voting import decide
 
 BAR_WIDTH = 40
 
@@ -49,9 +50,10 @@ def vote_reason(confidence: float, margin: float, top_genre: str, cnn: CNNBundle
             f"margin {margin:.3f} {'>=' if margin >= m - 1e-9 else '<'} m {m:.2f}")
 
 
-def outside_reason(score: float, confidence: float | None, cnn: CNNBundle | None) -> str:
+def outside_reason(score: float, confidence: float | None, decided: bool, cnn: CNNBundle | None) -> str:
     """The out-of-taxonomy rule applied to one song's score (``outside_score``: already weighed against its
-    calibrated ``confidence`` when the rule does so), with the bundle's threshold if known."""
+    calibrated ``confidence`` when the rule does so and the vote rule ``decided`` the song), with the bundle's
+    threshold if known."""
     if cnn is None or cnn.outside is None:
         return (f"its slices look unlike the songs of every genre of the taxonomy: out-of-taxonomy score {score:.4g} "
                 "passed the model's threshold (unknown here: pass --models with the bundles the label was made with)")
@@ -60,12 +62,15 @@ def outside_reason(score: float, confidence: float | None, cnn: CNNBundle | None
             "soul ... stands out far above the training songs')" if rule.score == "outside_tags"
             else "its slices look unlike the songs of every genre of the taxonomy")
     name = rule.score
-    if rule.confidence_weight and confidence is not None:
+    if rule.confidence_weight and not decided:
+        name = f"{rule.score} alone: its votes were ambiguous, there is no label to weigh"
+    elif rule.confidence_weight and confidence is not None:
         odds = float(log_odds(confidence))
         name = (f"{rule.score} {score + rule.confidence_weight * odds:.4g} minus {rule.confidence_weight:g} x "
                 f"{odds:.3g}, the log-odds of its confidence {confidence:.3f}")
     return (f"{what}: out-of-taxonomy score ({name}) "
-            f"{score:.4g} {'>' if rule.is_outside(score) else '<='} threshold {rule.threshold:.4g}, chosen on "
+            f"{score:.4g} {'>' if rule.is_outside(score, decided) else '<='} threshold "
+            f"{rule.threshold_for(decided):.4g}, chosen on "
             "validation songs of the taxonomy and of styles outside it")
 
 
@@ -113,7 +118,8 @@ def reason(row: Mapping[str, Any], classes: Sequence[str], cnn: CNNBundle | None
     if status == STATUS_CLASSIFIED:
         return f"its slices' votes were clear: {votes}"
     if status == STATUS_UNCLASSIFIED and row.get("reason") == REASON_OUTSIDE:
-        rule = outside_reason(float(row["outside_score"]), _number(row.get("confidence")), cnn)
+        decided = cnn is None or decide(shares[None, :], cnn.voting.tau, cnn.voting.margin).classified
+        rule = outside_reason(float(row["outside_score"]), _number(row.get("confidence")), decided, cnn)
         return (f"outside_taxonomy: {rule}, so no genre of the taxonomy is given (nor tried by a GAN stage) whatever "
                 f"the votes say ({votes}); the forced vote would say {top}")
     if status == STATUS_UNCLASSIFIED and gan_version is None:

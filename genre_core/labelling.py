@@ -51,8 +51,8 @@ class CNNVoter:
 
     A song is ``classified`` when the vote rule decides it and the bundle's out-of-taxonomy rule
     (:mod:`genre_core.outside`, when the bundle has one) does not turn it away; otherwise ``unclassified`` with
-    ``reason`` ``outside_taxonomy`` (its ``outside_score``, the rule's score weighed against its confidence, passed
-    the rule's threshold, whatever the votes say) or
+    ``reason`` ``outside_taxonomy`` (its ``outside_score`` passed the rule's threshold, whatever the votes say: for a
+    song the vote rule decides, the score weighed against its confidence; for an ambiguous one, the score alone) or
     ``ambiguous_vote``. ``confidence`` is the bundle's calibrated probability that the vote's top genre is right
     (:mod:`genre_core.calibration`; None without a calibration), ``vote_share`` that genre's share of the votes.
     With ``drop_classified_slices`` the payload of every row but the ambiguous ones (the only ones a GAN stage
@@ -95,8 +95,8 @@ class CNNVoter:
         for i, z, e in zip(todo, logits, embeddings, strict=True):
             d = decide(softmax(z), self.voting.tau, self.voting.margin)
             confidence = self.calibration.confidence(z, d.top_index) if self.calibration is not None else None
-            score = self.outside.song_score(z, e, confidence) if self.outside is not None else None
-            outside = score is not None and self.outside.is_outside(score)
+            score = self.outside.song_score(z, e, confidence, d.classified) if self.outside is not None else None
+            outside = score is not None and self.outside.is_outside(score, d.classified)
             classified = d.classified and not outside
             cols["status"][i] = STATUS_CLASSIFIED if classified else STATUS_UNCLASSIFIED
             cols["reason"][i] = None if classified else REASON_OUTSIDE if outside else REASON_AMBIGUOUS

@@ -25,9 +25,12 @@ Scores (:data:`SCORES`), each a pure function of the song's slice logits ``[n, C
 A rule on the score alone turns away songs of the taxonomy that are right as often as the songs that keep their
 label (their tags for folk, soul or House stand out, and they are still country, blues or disco), so the accuracy on
 decided songs cannot rise and falls by the chance of a song. So the rule weighs the score against the head's own
-certainty: it compares ``score - confidence_weight * logit(confidence)`` with its threshold, ``confidence`` the
-song's calibrated confidence (:mod:`genre_core.calibration`). Strong evidence of an outside style still turns a song
-away, and a song the head is sure of needs more of it; a weight of 0 is the score alone.
+certainty: for a song the vote rule decides, it compares ``score - confidence_weight * logit(confidence)`` with its
+threshold, ``confidence`` the song's calibrated confidence (:mod:`genre_core.calibration`). Strong evidence of an
+outside style still turns a song away, and a song the head is sure of needs more of it; a weight of 0 is the score
+alone. A song whose vote is ambiguous has no label to weigh: it is judged by the score alone against
+``undecided_threshold`` (the weight-0 threshold of the same comparison), so that a mild outside tag does not make an
+unsure song of the taxonomy "outside" instead of ambiguous.
 
 Which score, weight and threshold: :func:`compare_scores` scores validation songs of the taxonomy and validation
 songs of styles outside it (never test songs) and applies the target written down before choosing. For each score
@@ -174,12 +177,14 @@ def discounted(score: float | np.ndarray, confidence: float | np.ndarray, weight
 
 @dataclass(frozen=True, eq=False)
 class OutsideRule:
-    """A song is outside the taxonomy when its ``score`` minus ``confidence_weight`` times the logit of its
-    calibrated confidence is above ``threshold`` (all chosen on validation songs)."""
+    """A song the vote rule decides is outside the taxonomy when its ``score`` minus ``confidence_weight`` times the
+    logit of its calibrated confidence is above ``threshold``; a song whose vote is ambiguous, when its score alone
+    is above ``undecided_threshold`` (all chosen on validation songs; None: ``threshold``)."""
 
     score: str
     threshold: float
     confidence_weight: float = 0.0
+    undecided_threshold: float | None = None
     stats: FeatureStats | TagStats | None = None  # for feature_distance, outside_tags
     selection: dict[str, Any] | None = None  # how it was chosen (the comparison table), as recorded in the bundle
 
@@ -187,24 +192,27 @@ class OutsideRule:
     def needs_embeddings(self) -> bool:
         return self.score in ("feature_distance", "outside_tags")
 
-    def song_score(self, logits: np.ndarray, embeddings: np.ndarray | None = None,
-                   confidence: float | None = None) -> float:
+    def song_score(self, logits: np.ndarray, embeddings: np.ndarray | None = None, confidence: float | None = None,
+                   decided: bool = True) -> float:
         """The value the rule compares with its threshold: the song's ``score``, discounted by its calibrated
-        ``confidence`` when the rule weighs it (:func:`discounted`)."""
+        ``confidence`` (:func:`discounted`) when the rule weighs it and the vote rule ``decided`` the song."""
         raw = song_score(self.score, logits, embeddings, self.stats)
-        if self.confidence_weight == 0.0:
+        if self.confidence_weight == 0.0 or not decided:
             return raw
         if confidence is None:
             raise ValueError("this out-of-taxonomy rule weighs the song's calibrated confidence, which needs the "
                              "bundle's calibration")
         return float(discounted(raw, confidence, self.confidence_weight))
 
-    def is_outside(self, score: float) -> bool:
-        return bool(score > self.threshold)
+    def threshold_for(self, decided: bool) -> float:
+        return self.threshold if decided or self.undecided_threshold is None else self.undecided_threshold
+
+    def is_outside(self, score: float, decided: bool = True) -> bool:
+        return bool(score > self.threshold_for(decided))
 
     def to_json(self) -> dict[str, Any]:
         return {"score": self.score, "threshold": self.threshold, "confidence_weight": self.confidence_weight,
-                "selection": self.selection or {}}
+                "undecided_threshold": self.undecided_threshold, "selection": self.selection or {}}
 
 
 def auroc(inside: Sequence[float], outside: Sequence[float]) -> float:
@@ -265,7 +273,10 @@ def compare_scores(inside: Judged, outside: Judged, max_coverage_drop: float,
     discounted scores), threshold (:func:`choose_threshold`) and :func:`rule_figures`, on validation songs. The
     chosen row: of the eligible scores' rows that leave at least ``min_outside`` of the outside songs unclassified,
     the highest accuracy on decided inside songs (ties: more outside songs, then the smaller weight); without such
-    a row, the one that leaves the most outside songs unclassified (ties: the higher AUROC)."""
+    a row, the one that leaves the most outside songs unclassified (ties: the higher AUROC). The chosen row also
+    carries ``undecided_threshold``, its score's threshold at weight 0."""
+    if 0.0 not in weights:
+        raise ValueError("the confidence weights must include 0 (the score alone, for songs with ambiguous votes)")
     table = []
     for kind in inside.scores:
         for w in weights:
@@ -283,7 +294,9 @@ def compare_scores(inside: Judged, outside: Judged, max_coverage_drop: float,
                                           r["outside_unclassified"], -r["confidence_weight"]))
     else:
         best = max(eligible, key=lambda r: (r["outside_unclassified"], r["auroc"]))
-    return best, table
+    # songs the vote rule leaves ambiguous are judged by the score alone: the threshold of its weight-0 row
+    alone = next(r for r in table if r["score"] == best["score"] and r["confidence_weight"] == 0.0)
+    return {**best, "undecided_threshold": alone["threshold"]}, table
 
 
 @dataclass
@@ -330,5 +343,5 @@ def fit_rule(train: ScoredSongs, val_inside: ScoredSongs, val_outside: ScoredSon
                  "max_coverage_drop": max_coverage_drop, "min_outside_unclassified": MIN_OUTSIDE_UNCLASSIFIED,
                  "n_val_inside": len(val_inside.logits), "n_val_outside": len(val_outside.logits),
                  "n_train": len(train.logits), "table": table}
-    return OutsideRule(chosen["score"], chosen["threshold"], chosen["confidence_weight"], stats.get(chosen["score"]),
-                       selection)
+    return OutsideRule(chosen["score"], chosen["threshold"], chosen["confidence_weight"], chosen["undecided_threshold"],
+                       stats.get(chosen["score"]), selection)

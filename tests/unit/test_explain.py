@@ -106,6 +106,10 @@ def test_outside_taxonomy_replays_the_rule_and_qualifies_the_confidence() -> Non
     text = explain(r | {"outside_score": 4.5, "confidence": 0.8}, CLASSES, weighted)  # log-odds of 0.8: 1.386
     assert ("out-of-taxonomy score (outside_tags 5.886 minus 1 x 1.39, the log-odds of its confidence 0.800) 4.5 > "
             "threshold 4") in text
+    split = dataclasses.replace(CNN, outside=OutsideRule("outside_tags", 1.0, 1.0, undecided_threshold=4.0))
+    text = explain(r | {"probabilities": [0.4, 0.35, 0.25], "outside_score": 4.5}, CLASSES, split)  # tau 0.85
+    assert ("score (outside_tags alone: its votes were ambiguous, there is no label to weigh) 4.5 > threshold 4"
+            in text)
     ambiguous = row("unclassified", [0.4, 0.35, 0.25]) | {"reason": "ambiguous_vote", "confidence": 0.41}
     assert explain(ambiguous, CLASSES, CNN).splitlines()[1].startswith("reason: ambiguous_vote: ")
     assert "confidence: 0.410 (calibrated probability that blues is right)" in explain(ambiguous, CLASSES, CNN)

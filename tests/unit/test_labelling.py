@@ -193,12 +193,17 @@ def test_songs_past_the_outside_threshold_stay_unclassified_with_their_reason(bu
             assert len(out["slices"][i]) == 0  # never sent on to a GAN stage
         else:
             assert out["status"][i] == "classified" and out["reason"][i] is None and out["genre"][i] in CLASSES
-    # a rule that weighs the confidence records the discounted score, the one it compared with its threshold
-    weighted = CNNVoter(_calibrated(bundle, tmp_path / "weighted", OutsideRule("energy", threshold, 0.5)))
-    again = weighted({"slices": songs})
+    # a rule that weighs the confidence records, for a song the vote rule decides, the discounted score it compared
+    # with its threshold; for an ambiguous song, the score alone, against the undecided threshold
+    weighted = _calibrated(bundle, tmp_path / "weighted", OutsideRule("energy", threshold, 0.5,
+                                                                     undecided_threshold=max(energy) + 1.0))
+    decided = CNNVoter(weighted, voting=VotingConfig(0.0, 0.0))({"slices": songs})
+    ambiguous = CNNVoter(weighted, voting=VotingConfig(1.0, 1.0))({"slices": songs})
     for i in range(len(songs)):
         c = np.clip(out["confidence"][i], 1e-6, 1 - 1e-6)
-        assert again["outside_score"][i] == pytest.approx(energy[i] - 0.5 * np.log(c / (1 - c)), rel=1e-4, abs=1e-4)
+        assert decided["outside_score"][i] == pytest.approx(energy[i] - 0.5 * np.log(c / (1 - c)), rel=1e-4, abs=1e-4)
+        assert ambiguous["outside_score"][i] == pytest.approx(energy[i], rel=1e-5)
+        assert ambiguous["reason"][i] == "ambiguous_vote"  # no score passes the undecided threshold
     strict = CNNVoter(voter.bundle.url, voting=VotingConfig(1.0, 1.0), drop_classified_slices=True)
     ambiguous = strict({"slices": songs})
     assert [r for i, r in enumerate(ambiguous["reason"]) if i != far] == ["ambiguous_vote"] * 2

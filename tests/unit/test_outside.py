@@ -100,12 +100,18 @@ def test_weighing_the_confidence_keeps_the_accuracy_where_the_score_alone_would_
     # turned away are wrong (90/95) and every outside song is still caught; the smallest such weight wins
     assert chosen["confidence_weight"] == 0.75 and chosen["outside_unclassified"] == 1.0
     assert (chosen["inside_right_decided"], chosen["inside_decided"]) == (90, 95)
+    assert chosen["undecided_threshold"] == alone["threshold"] == 4.7  # ambiguous songs: the score alone
     rule = OutsideRule("energy", chosen["threshold"], chosen["confidence_weight"])
     confident = np.tile([2.0, 0.0], (3, 1))
     assert rule.song_score(confident, None, 0.999) == pytest.approx(song_score("energy", confident)
                                                                     - 0.75 * np.log(0.999 / 0.001))
     with pytest.raises(ValueError, match="calibrated confidence"):
         rule.song_score(confident)
+    assert rule.song_score(confident, None, 0.999, decided=False) == song_score("energy", confident)
+    rule = OutsideRule("energy", chosen["threshold"], 0.75, chosen["undecided_threshold"])
+    assert rule.is_outside(4.8, decided=False) and not rule.is_outside(4.6, decided=False)
+    with pytest.raises(ValueError, match="must include 0"):
+        compare_scores(inside, outside, 0.05, weights=(0.5, 1.0))
     # no row catches enough outside songs: the one catching the most is kept
     assert compare_scores(inside, outside, 0.05, min_outside=1.5)[0]["outside_unclassified"] == 1.0
 
