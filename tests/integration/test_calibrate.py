@@ -12,6 +12,8 @@ import torch
 from genre_core.artifacts import load_cnn_bundle
 from genre_core.labelling import CNNVoter, label_catalog
 from genre_core.outside import CONFIDENCE_WEIGHTS, ELIGIBLE, SCORES
+from genre_core.schema import vote_shares
+from genre_core.voting import decide
 from jobs import calibrate, make_catalog
 from jobs.cli import run_job
 from jobs.models import DEFAULT_MODELS
@@ -45,14 +47,16 @@ def test_calibrate_writes_a_new_bundle_that_the_labeller_applies(rendered_songs,
     assert {r["confidence_weight"] for r in rule.selection["table"]} == set(CONFIDENCE_WEIGHTS)
     assert rule.selection["n_val_inside"] == 4 and rule.selection["n_val_outside"] == 2  # val splits only
     assert (rule.stats is not None) == (rule.score in ("feature_distance", "outside_tags"))
+    alone = next(r for r in rule.selection["table"] if r["score"] == rule.score and r["confidence_weight"] == 0.0)
+    assert rule.undecided_threshold == alone["threshold"]  # songs with ambiguous votes: the score alone
     json.dumps(json.loads((out / "bundle.json").read_text()))  # plain JSON
 
     tests = pd.read_parquet(tmp_path / "outside" / "catalog.parquet").query("split == 'test'")
     rows = label_catalog(tests, CNNVoter(str(out)))
     for _, r in rows.iterrows():
         assert r["outside_score"] is not None and 0.0 <= r["confidence"] <= 1.0
-        outside = r["outside_score"] > rule.threshold
-        assert (r["reason"] == "outside_taxonomy") == outside
+        decided = decide(vote_shares(r["probabilities"])[None, :], new.voting.tau, new.voting.margin).classified
+        assert (r["reason"] == "outside_taxonomy") == rule.is_outside(r["outside_score"], decided)
         if r["status"] == "unclassified":
             assert r["reason"] in ("outside_taxonomy", "ambiguous_vote") and pd.isna(r["genre"])
     assert np.isfinite(rows["vote_share"].astype(float)).all()
