@@ -118,9 +118,11 @@ def test_two_workers_checkpoint_every_k_steps_resume_after_a_kill_and_on_a_rerun
         with fs.open(path, "rb") as fh:
             saved.append(torch.load(fh, weights_only=True))  # no pickle needed: tensors, numbers, strings
     assert [s["step"] for s in saved][-2:] == [22, 24]  # the last two kept
-    # besides them, only a checkpoint the kill cut off while Ray Train was registering it (rank 0 had written it,
-    # the controller never tracked it, so it is never pruned): the one after the step the group resumed from
-    assert len(saved) == 2 or (len(saved) == 3 and saved[0]["step"] == metrics["resumed_at"][0] + 2)
+    # besides them, only checkpoints the kill cut off while Ray Train was registering them (rank 0 had written them,
+    # the controller never tracked them, so they are never pruned): written after the step the group resumed from,
+    # before it restarted. How many depends on when the controller tears the group down: one usually, two seen once
+    orphans = [s["step"] for s in saved[:-2]]
+    assert len(orphans) <= 2 and all(metrics["resumed_at"][0] < step < 22 for step in orphans), orphans
     state = saved[-1]
     assert state["step"] == 24 and state["stopped"]
     assert set(state) >= {"generator", "discriminator", "opt_g", "opt_d"}
