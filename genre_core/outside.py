@@ -260,7 +260,6 @@ def rule_figures(inside: Judged, outside: Judged, kind: str, weight: float, thre
     return {"inside_coverage_before": float(inside.decided.mean()), "inside_coverage": float(kept_in.mean()),
             "inside_accuracy_decided_before": acc(inside.decided), "inside_accuracy_decided": acc(kept_in),
             "inside_right_decided_before": int(right[inside.decided].sum()),
-            "inside_decided_before": int(inside.decided.sum()),
             "inside_right_decided": int(right[kept_in].sum()), "inside_decided": int(kept_in.sum()),
             "outside_unclassified_before": float(1 - outside.decided.mean()),
             "outside_unclassified": float(1 - kept_out.mean())}
