@@ -13,6 +13,9 @@ val splits):
 * the ``test`` split of ``--outside`` (new songs of the outside styles, the soundfonts the choice used);
 * every song of ``--outside-heldout`` (outside styles rendered with a soundfont the choice did not use).
 
+Each option can be repeated: the figures are judged on the pooled songs, and each catalog's are printed below
+them (catalogs rendered with other seeds may reuse track ids; each is labelled on its own).
+
 Prints, against the done criteria of the out-of-taxonomy issue: the share of outside songs left unclassified
 (>= 0.60; per style too), the in-taxonomy coverage and accuracy on decided songs with the rule and without it
 (the vote rule alone, replayed on the same votes: the drop must be <= 5 points and the accuracy must not fall),
@@ -66,6 +69,45 @@ def vote_decided(rows: pd.DataFrame, voter: CNNVoter) -> np.ndarray:
                      for s in (vote_shares(p) for p in rows["probabilities"])])
 
 
+def pooled(voter: CNNVoter, urls: list[str], name: str, cache: str | None, test_only: bool) -> pd.DataFrame:
+    """Label rows of the catalogs ``urls`` (their test split when ``test_only``), each tagged with its catalog."""
+    parts = []
+    for url in urls:
+        df = read_catalog(url)
+        parts.append(labelled(voter, df[df["split"] == "test"] if test_only else df, name, cache).assign(catalog=url))
+    return pd.concat(parts, ignore_index=True)
+
+
+def forced_right_of(rows: pd.DataFrame, voter: CNNVoter) -> np.ndarray:
+    """Whether each song's forced vote (the top vote share, whatever the rules say) is its true genre."""
+    forced = [None if s is None else voter.bundle.classes[int(np.argmax(s))]
+              for s in (vote_shares(p) for p in rows["probabilities"])]
+    return np.array([f == t for f, t in zip(forced, rows["truth"], strict=True)])
+
+
+def taxonomy_line(rows: pd.DataFrame, voter: CNNVoter, name: str) -> str:
+    """Coverage and accuracy on decided songs of songs of the taxonomy, without the out-of-taxonomy rule (the vote
+    rule replayed on the same votes) and with it, judged against the done criteria on exact counts."""
+    right = (rows["genre"] == rows["truth"]).to_numpy(bool)
+    decided = (rows["status"] == STATUS_CLASSIFIED).to_numpy(bool)
+    before, forced_right = vote_decided(rows, voter), forced_right_of(rows, voter)
+    cov0, cov1 = before.mean(), decided.mean()
+    r0, n0, r1, n1 = int(forced_right[before].sum()), int(before.sum()), int(right[decided].sum()), int(decided.sum())
+    return (f"- {name}: coverage {cov0:.3f} -> {cov1:.3f} (drop {100 * (cov0 - cov1):.1f} points; <= 5: "
+            f"{met(cov0 - cov1 <= 0.05 + 1e-9)}), accuracy on decided {r0}/{n0} = {r0 / max(n0, 1):.4f} -> "
+            f"{r1}/{n1} = {r1 / max(n1, 1):.4f} (does not fall: {met(r1 * n0 >= r0 * n1)}); "
+            f"{int((rows['reason'] == REASON_OUTSIDE).sum())} turned away as outside the taxonomy")
+
+
+def outside_line(rows: pd.DataFrame, voter: CNNVoter, name: str) -> str:
+    """The share of outside songs left unclassified (>= 0.60), by the vote rule alone and per style."""
+    uncl = (rows["status"] == "unclassified").to_numpy(bool)
+    by_vote = ~vote_decided(rows, voter)
+    per = ", ".join(f"{st} {g['status'].eq('unclassified').mean():.2f}" for st, g in rows.groupby("style"))
+    return (f"- {name}: unclassified {int(uncl.sum())}/{len(rows)} = {uncl.mean():.3f} (vote rule alone "
+            f"{by_vote.mean():.3f}; >= 0.60: {met(uncl.mean() >= 0.6)}); per style: {per}")
+
+
 def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
@@ -75,8 +117,10 @@ def main() -> int:
     ap.add_argument("--cnn", required=True, help="a CNN bundle calibrated by `genre-job calibrate`")
     ap.add_argument("--catalog", required=True, action="append",
                     help="catalog of the taxonomy; its test split is labelled (repeat to pool several catalogs)")
-    ap.add_argument("--outside", required=True, help="catalog of outside styles; its test split is labelled")
-    ap.add_argument("--outside-heldout", required=True, help="outside styles of a soundfont the choice did not use")
+    ap.add_argument("--outside", required=True, action="append",
+                    help="catalog of outside styles; its test split is labelled (repeat to pool several catalogs)")
+    ap.add_argument("--outside-heldout", required=True, action="append",
+                    help="outside styles of a soundfont the choice did not use (repeat to pool several catalogs)")
     ap.add_argument("--cache", default=None, help="folder keeping the label rows between runs")
     ap.add_argument("--record", action="store_true", help="append the figures to benchmarks/RESULTS.md")
     args = ap.parse_args()
@@ -86,42 +130,28 @@ def main() -> int:
     if bundle.outside is None or bundle.calibration is None:
         print(f"error: {args.cnn} is not calibrated; run `genre-job calibrate` first", file=sys.stderr)
         return 2
-    outside, heldout = read_catalog(args.outside), read_catalog(args.outside_heldout)
-    parts = [labelled(voter, df[df["split"] == "test"], "inside-test", args.cache).assign(catalog=url)
-             for url, df in ((u, read_catalog(u)) for u in args.catalog)]
-    inside = pd.concat(parts, ignore_index=True)
-    if inside["track_id"].duplicated().any():
-        print("error: the --catalog catalogs share track ids", file=sys.stderr)
-        return 2
-    new = labelled(voter, outside[outside["split"] == "test"], "outside-test", args.cache)
-    held = labelled(voter, heldout, "outside-heldout", args.cache)
+    # catalogs rendered with other seeds reuse track ids: each catalog is labelled on its own, its rows tagged
+    inside = pooled(voter, args.catalog, "inside-test", args.cache, test_only=True)
+    new = pooled(voter, args.outside, "outside-test", args.cache, test_only=True)
+    held = pooled(voter, args.outside_heldout, "outside-heldout", args.cache, test_only=False)
 
     lines = [f"- bundle {bundle.version} (calibrated from {bundle.metrics.get('calibrated_from')}): rule "
              f"{bundle.outside.score} - {bundle.outside.confidence_weight:g} x logit(confidence) > "
-             f"{bundle.outside.threshold:.4g}, temperature "
+             f"{bundle.outside.threshold:.4g} (ambiguous votes: {bundle.outside.score} > "
+             f"{bundle.outside.threshold_for(False):.4g}), temperature "
              f"{bundle.calibration.temperature:.3f}, tau {voter.voting.tau}, margin {voter.voting.margin}"]
-    right = (inside["genre"] == inside["truth"]).to_numpy(bool)
+    lines.append(taxonomy_line(inside, voter, f"taxonomy, test split ({len(inside)} songs)"))
+    if len(args.catalog) > 1:
+        lines += [taxonomy_line(g, voter, f"  - {url}, {len(g)} test songs")
+                  for url, g in inside.groupby("catalog", sort=False)]
+    for kind, rows in (("new songs", new), ("held-out soundfont", held)):
+        sf = ", ".join(sorted(rows["soundfont"].unique()))
+        lines.append(outside_line(rows, voter, f"outside styles, {kind} ({sf}), {len(rows)} songs"))
+        if rows["catalog"].nunique() > 1:
+            lines += [outside_line(g, voter, f"  - {url}, {len(g)} songs")
+                      for url, g in rows.groupby("catalog", sort=False)]
     decided = (inside["status"] == STATUS_CLASSIFIED).to_numpy(bool)
-    before = vote_decided(inside, voter)
-    forced = [None if s is None else bundle.classes[int(np.argmax(s))]
-              for s in (vote_shares(p) for p in inside["probabilities"])]
-    forced_right = np.array([f == t for f, t in zip(forced, inside["truth"], strict=True)])
-    cov0, cov1 = before.mean(), decided.mean()
-    acc0, acc1 = forced_right[before].mean(), right[decided].mean()
-    lines.append(f"- taxonomy, test split ({len(inside)} songs): coverage {cov0:.3f} -> {cov1:.3f} "
-                 f"(drop {100 * (cov0 - cov1):.1f} points; <= 5: {met(cov0 - cov1 <= 0.05 + 1e-9)}), "
-                 f"accuracy on decided {int(forced_right[before].sum())}/{int(before.sum())} = {acc0:.4f} -> "
-                 f"{int(right[decided].sum())}/{int(decided.sum())} = {acc1:.4f} (does not fall: "
-                 f"{met(right[decided].sum() * before.sum() >= forced_right[before].sum() * decided.sum())}); "
-                 f"{int((inside['reason'] == REASON_OUTSIDE).sum())} "
-                 "turned away as outside the taxonomy")
-    for name, rows in ((f"outside styles, new songs (test split, {', '.join(sorted(new['soundfont'].unique()))})", new),
-                       (f"outside styles, held-out soundfont ({', '.join(sorted(held['soundfont'].unique()))})", held)):
-        uncl = (rows["status"] == "unclassified").to_numpy(bool)
-        by_vote = ~vote_decided(rows, voter)
-        per = ", ".join(f"{st} {g['status'].eq('unclassified').mean():.2f}" for st, g in rows.groupby("style"))
-        lines.append(f"- {name}, {len(rows)} songs: unclassified {uncl.mean():.3f} (vote rule alone "
-                     f"{by_vote.mean():.3f}; >= 0.60: {met(uncl.mean() >= 0.6)}); per style: {per}")
+    forced_right = forced_right_of(inside, voter)
     conf = inside["confidence"].to_numpy(np.float64)
     ece, ece_dec = expected_calibration_error(conf, forced_right), expected_calibration_error(conf[decided],
                                                                                              forced_right[decided])

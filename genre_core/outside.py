@@ -246,13 +246,12 @@ class Judged:
     right: np.ndarray | None = None
 
 
-def rule_figures(inside: Judged, outside: Judged, kind: str, weight: float, threshold: float) -> dict[str, Any]:
+def rule_figures(inside: Judged, outside: Judged, s_in: np.ndarray, s_out: np.ndarray,
+                 threshold: float) -> dict[str, Any]:
     """Coverage and accuracy on decided songs (with the counts) of the inside songs, and the share of outside songs
-    left unclassified, without and with the rule (score ``kind`` discounted by ``weight``, > ``threshold``)."""
-    def kept(songs: Judged) -> np.ndarray:
-        return songs.decided & ~(discounted(songs.scores[kind], songs.confidence, weight) > threshold)
-
-    kept_in, kept_out, right = kept(inside), kept(outside), inside.right
+    left unclassified, without and with the rule (the songs' compared scores ``s_in``, ``s_out`` > ``threshold``)."""
+    kept_in, kept_out = inside.decided & ~(s_in > threshold), outside.decided & ~(s_out > threshold)
+    right = inside.right
 
     def acc(mask: np.ndarray) -> float:
         return float(right[mask].mean()) if mask.any() else float("nan")
@@ -280,11 +279,11 @@ def compare_scores(inside: Judged, outside: Judged, max_coverage_drop: float,
     for kind in inside.scores:
         for w in weights:
             s_in = discounted(inside.scores[kind], inside.confidence, w)
+            s_out = discounted(outside.scores[kind], outside.confidence, w)
             th = choose_threshold(s_in, inside.decided, max_coverage_drop)
-            row: dict[str, Any] = {"score": kind, "confidence_weight": float(w),
-                                   "auroc": auroc(s_in, discounted(outside.scores[kind], outside.confidence, w)),
+            row: dict[str, Any] = {"score": kind, "confidence_weight": float(w), "auroc": auroc(s_in, s_out),
                                    "threshold": th}
-            row.update(rule_figures(inside, outside, kind, w, th))
+            row.update(rule_figures(inside, outside, s_in, s_out, th))
             table.append(row)
     eligible = [r for r in table if r["score"] in ELIGIBLE]
     enough = [r for r in eligible if r["outside_unclassified"] >= min_outside - 1e-9]
