@@ -93,7 +93,7 @@ def taxonomy_line(rows: pd.DataFrame, voter: CNNVoter, name: str) -> str:
     before, forced_right = vote_decided(rows, voter), forced_right_of(rows, voter)
     cov0, cov1 = before.mean(), decided.mean()
     r0, n0, r1, n1 = int(forced_right[before].sum()), int(before.sum()), int(right[decided].sum()), int(decided.sum())
-    return (f"- {name}: coverage {cov0:.3f} -> {cov1:.3f} (drop {100 * (cov0 - cov1):.1f} points; <= 5: "
+    return (f"{name}: coverage {cov0:.3f} -> {cov1:.3f} (drop {100 * (cov0 - cov1):.1f} points; <= 5: "
             f"{met(cov0 - cov1 <= 0.05 + 1e-9)}), accuracy on decided {r0}/{n0} = {r0 / max(n0, 1):.4f} -> "
             f"{r1}/{n1} = {r1 / max(n1, 1):.4f} (does not fall: {met(r1 * n0 >= r0 * n1)}); "
             f"{int((rows['reason'] == REASON_OUTSIDE).sum())} turned away as outside the taxonomy")
@@ -104,7 +104,7 @@ def outside_line(rows: pd.DataFrame, voter: CNNVoter, name: str) -> str:
     uncl = (rows["status"] == "unclassified").to_numpy(bool)
     by_vote = ~vote_decided(rows, voter)
     per = ", ".join(f"{st} {g['status'].eq('unclassified').mean():.2f}" for st, g in rows.groupby("style"))
-    return (f"- {name}: unclassified {int(uncl.sum())}/{len(rows)} = {uncl.mean():.3f} (vote rule alone "
+    return (f"{name}: unclassified {int(uncl.sum())}/{len(rows)} = {uncl.mean():.3f} (vote rule alone "
             f"{by_vote.mean():.3f}; >= 0.60: {met(uncl.mean() >= 0.6)}); per style: {per}")
 
 
@@ -140,13 +140,13 @@ def main() -> int:
              f"{bundle.outside.threshold:.4g} (ambiguous votes: {bundle.outside.score} > "
              f"{bundle.outside.threshold_for(False):.4g}), temperature "
              f"{bundle.calibration.temperature:.3f}, tau {voter.voting.tau}, margin {voter.voting.margin}"]
-    lines.append(taxonomy_line(inside, voter, f"taxonomy, test split ({len(inside)} songs)"))
+    lines.append(taxonomy_line(inside, voter, f"- taxonomy, test split ({len(inside)} songs)"))
     if len(args.catalog) > 1:
         lines += [taxonomy_line(g, voter, f"  - {url}, {len(g)} test songs")
                   for url, g in inside.groupby("catalog", sort=False)]
     for kind, rows in (("new songs", new), ("held-out soundfont", held)):
         sf = ", ".join(sorted(rows["soundfont"].unique()))
-        lines.append(outside_line(rows, voter, f"outside styles, {kind} ({sf}), {len(rows)} songs"))
+        lines.append(outside_line(rows, voter, f"- outside styles, {kind} ({sf}), {len(rows)} songs"))
         if rows["catalog"].nunique() > 1:
             lines += [outside_line(g, voter, f"  - {url}, {len(g)} songs")
                       for url, g in rows.groupby("catalog", sort=False)]
