@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import ray
+from ray.data.expressions import col
 
 from genre_core import storage
 from jobs.ray_train import arrow_path
@@ -68,7 +69,7 @@ def write_backbone_outputs(p: Plan, res: TrainResources, url: str, bundle_url: s
             "torch_threads": res.torch_threads},
         compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=8, batch_format="numpy")
-    ds = ds.filter(lambda row: row["status"] != "error").select_columns(["track_id", "outputs"])
+    ds = ds.filter(expr=col("status") != "error").select_columns(["track_id", "outputs"])  # Arrow, not per row
     path, kw = arrow_path(url)
     ds.write_parquet(path, **kw)
 

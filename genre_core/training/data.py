@@ -127,7 +127,9 @@ class PairFeatures:
     def _features(self, slices: np.ndarray) -> np.ndarray:
         out = np.empty((len(slices), self.cnn.n_gan_features, slices.shape[-1]), np.float16)
         for i in range(0, len(slices), self.batch_slices):
-            x = torch.from_numpy(np.ascontiguousarray(slices[i:i + self.batch_slices], np.float32))
+            # a copy: Ray Data hands over read-only arrays (zero-copy from its object store), which torch warns
+            # about sharing; a batch of slices is small beside the front end that reads it
+            x = torch.tensor(slices[i:i + self.batch_slices], dtype=torch.float32)
             out[i:i + self.batch_slices] = self.cnn.gan_features(x.to(self.device)).cpu().numpy()
         return out
 
