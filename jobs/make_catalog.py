@@ -11,6 +11,10 @@ genre null (no genre of the taxonomy is right), the style in `style`, and split 
 serve only to choose and test the out-of-taxonomy rule (genre-job calibrate). With
 --reference-soundfont, every train song is also rendered through that soundfont without recording effects
 (<out>/reference/<genre>/<track_id>.flac, column reference_uri): the clean targets of the GAN's training pairs.
+--revoiced N adds N more inputs to each of those pairs: the same notes re-voiced (each instrument, with probability
+0.8, another of its General MIDI family), through a soundfont drawn from --soundfonts, with a recording chain of
+its own; rows <track_id>-r<k> of split train with the song's genre and reference_uri (a CNN trained on such a
+catalog trains on them too; the shipped CNN trains on a catalog without them).
 
 Examples:
   genre-job make-catalog --per-genre 100 --out data/demo
@@ -18,6 +22,7 @@ Examples:
   genre-job make-catalog --per-genre 10 --soundfonts timgm6mb,fluidr3 --out data/two-fonts
   genre-job make-catalog --per-genre 3 --out s3://bucket/catalog --preview grid.png
   genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --out data/paired
+  genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --revoiced 2 --out data/paired
   genre-job make-catalog --per-genre 80 --genres outside --soundfonts timgm6mb,fluidr3,fluidr3mono,csound \
       --out data/outside
   genre-job make-catalog --per-genre 30 --seed 7 --split val --out data/val      # new validation songs only
@@ -37,7 +42,7 @@ from tqdm import tqdm
 
 from genre_core import storage
 from genre_core.config import GENRES
-from genre_core.synth.catalog import SongSpec, plan_catalog, reference_spec, render_song
+from genre_core.synth.catalog import SongSpec, plan_catalog, reference_spec, render_song, revoiced_spec
 from genre_core.synth.effects import PRESETS
 from genre_core.synth.outside_styles import OUTSIDE_NAMES
 from genre_core.synth.render import SOUNDFONTS, SynthSetupError, find_fluidsynth, resolve_soundfonts
@@ -72,6 +77,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-soundfont", default=None, metavar="SOUNDFONT",
                         help="also render every train song through this soundfont (a short name or path) with no "
                              "recording effects, as the clean target of the GAN's training pairs (reference_uri)")
+    parser.add_argument("--revoiced", type=int, default=0, metavar="N",
+                        help="with --reference-soundfont: N re-voiced renders of each train song as more inputs of "
+                             "its GAN training pair (rows <track_id>-r<k>; default 0)")
     parser.add_argument("--split", default=None, choices=["train", "val", "test"],
                         help="put every song in this split (ids prefixed '<split>-'), e.g. new validation songs for "
                              "genre-job calibrate; default: train/val/test 70/10/20 (outside styles: val/test)")
@@ -87,16 +95,20 @@ def _store(spec: SongSpec, out: str, folder: str) -> tuple[str, dict]:
     return uri, params
 
 
-def _render_and_store(job: tuple[SongSpec, str, str | None]) -> dict:
-    spec, out, reference = job
-    uri, params = _store(spec, out, "audio")
+def _render_and_store(job: tuple[SongSpec, str, str | None, int, list[str]]) -> list[dict]:
+    """The song's row, and with a reference soundfont (train songs only) the rows of its re-voicings."""
+    spec, out, reference, revoicings, soundfonts = job
     genre = None if spec.genre in OUTSIDE_NAMES else spec.genre  # an outside song has no genre of the taxonomy
-    row = {"track_id": spec.track_id, "audio_uri": uri, "genre": genre, "style": spec.genre, "split": spec.split,
-           "duration_s": spec.seconds, "sample_rate": spec.sample_rate, **params}
-    if reference is not None:
-        row["reference_uri"] = _store(reference_spec(spec, reference), out, "reference")[0] \
-            if spec.split == "train" else None
-    return row
+    paired = reference is not None and spec.split == "train"
+    reference_uri = _store(reference_spec(spec, reference), out, "reference")[0] if paired else None
+    rows = []
+    for s in [spec] + ([revoiced_spec(spec, k, soundfonts) for k in range(1, revoicings + 1)] if paired else []):
+        uri, params = _store(s, out, "audio")
+        rows.append({"track_id": s.track_id, "audio_uri": uri, "genre": genre, "style": s.genre, "split": s.split,
+                     "duration_s": s.seconds, "sample_rate": s.sample_rate, **params})
+        if reference is not None:
+            rows[-1]["reference_uri"] = reference_uri
+    return rows
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.per_genre < 1:
         print("error: --per-genre must be at least 1", file=sys.stderr)
+        return 2
+    if args.revoiced < 0 or (args.revoiced and not args.reference_soundfont):
+        print("error: --revoiced takes N >= 0 and needs --reference-soundfont (it adds inputs to the GAN's pairs)",
+              file=sys.stderr)
         return 2
     try:
         find_fluidsynth()
@@ -131,8 +147,10 @@ def run(args: argparse.Namespace) -> int:
           f"{args.workers} workers -> {out}", flush=True)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        results = pool.map(_render_and_store, [(s, out, reference) for s in specs], chunksize=2)
-        rows = list(tqdm(results, total=len(specs), unit="song", mininterval=1.0 if sys.stderr.isatty() else 15.0))
+        results = pool.map(_render_and_store, [(s, out, reference, args.revoiced, soundfonts) for s in specs],
+                           chunksize=2)
+        rows = [row for song_rows in tqdm(results, total=len(specs), unit="song",
+                                          mininterval=1.0 if sys.stderr.isatty() else 15.0) for row in song_rows]
     elapsed = time.perf_counter() - started
 
     schema = CATALOG_SCHEMA if reference is None else CATALOG_SCHEMA.append(REFERENCE_FIELD)

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from genre_core.config import GENRES
-from genre_core.synth.compose import compose, plan_song, to_midi
+from genre_core.synth.compose import compose, plan_song, revoice_programs, to_midi
 from genre_core.synth.effects import apply_effects, draw_effects
 from genre_core.synth.outside_styles import OUTSIDE_NAMES
 from genre_core.synth.render import render_midi
@@ -43,6 +43,8 @@ class SongSpec:
     seconds: float = 30.0
     sample_rate: int = 22050
     audio_format: str = "flac"
+    revoice: int = 0    # 0: the song as composed; k >= 1: its k-th re-voicing (revoiced_spec)
+    revoice_soundfonts: tuple[str, ...] = ()  # a re-voicing's soundfont is drawn from these (not `soundfont`)
 
 
 def song_seed(catalog_seed: int, genre: str, index: int, preset: str) -> int:
@@ -103,14 +105,31 @@ def plan_catalog(genres: list[str], per_genre: int, seed: int, preset: str, soun
 def reference_spec(spec: SongSpec, soundfont: str) -> SongSpec:
     """The same composition and crop through ``soundfont`` with no recording effects: the clean target of a
     GAN training pair whose input is ``spec``'s own render (see genre_core.training.gan)."""
-    return dataclasses.replace(spec, soundfont=soundfont, preset="none")
+    return dataclasses.replace(spec, soundfont=soundfont, preset="none", revoice=0, revoice_soundfonts=())
+
+
+def revoiced_spec(spec: SongSpec, k: int, soundfonts: Sequence[str]) -> SongSpec:
+    """The k-th (k >= 1) re-voicing of ``spec``: the same notes and crop, each instrument (with probability 0.8)
+    another of its General MIDI family (``compose.revoice_programs``), through one of ``soundfonts`` drawn per
+    re-voicing, with a recording chain of its own. Another input of the same GAN training pair: many timbres, one
+    clean target, so that the generator learns to read timbres it was not shown rather than the few soundfonts
+    of the corpus. Its id is ``<track_id>-r<k>``."""
+    if k < 1 or not soundfonts:
+        raise ValueError(f"a re-voicing needs k >= 1 and soundfonts to draw from, got k={k}, {list(soundfonts)}")
+    return dataclasses.replace(spec, track_id=f"{spec.track_id}-r{k}", revoice=k, revoice_soundfonts=tuple(soundfonts))
 
 
 def render_song(spec: SongSpec) -> tuple[bytes, dict[str, Any]]:
     """Render one song: returns the encoded audio file and the generation parameters for the catalog."""
     plan = plan_song(spec.genre, spec.seed, seconds=spec.seconds + 4.0)
-    audio = render_midi(to_midi(plan, compose(plan)), spec.soundfont, spec.sample_rate)
-    rng = np.random.default_rng(spec.seed + 3)
+    notes = compose(plan)  # the programs' numbers do not change the notes: a re-voicing plays the same ones
+    soundfont, voicing = spec.soundfont, None
+    if spec.revoice:
+        voicing = np.random.default_rng([spec.seed, 9000 + spec.revoice])
+        plan = dataclasses.replace(plan, programs=revoice_programs(plan.programs, voicing))
+        soundfont = spec.revoice_soundfonts[int(voicing.integers(len(spec.revoice_soundfonts)))]
+    audio = render_midi(to_midi(plan, notes), soundfont, spec.sample_rate)
+    rng = np.random.default_rng(spec.seed + 3)  # the crop (a re-voicing keeps it) and the song's own effects
     n = int(round(spec.seconds * spec.sample_rate))
     spare = len(audio) - n
     start = int(rng.integers(0, min(spare, 3 * spec.sample_rate) + 1)) if spare > 0 else 0
@@ -120,8 +139,8 @@ def render_song(spec: SongSpec) -> tuple[bytes, dict[str, Any]]:
     fade = int(0.01 * spec.sample_rate)
     clip[:fade] *= np.linspace(0, 1, fade, dtype=np.float32)
     clip[-fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
-    effects = draw_effects(spec.preset, rng)
-    clip = apply_effects(clip, spec.sample_rate, effects, seed=spec.seed + 4)
+    effects = draw_effects(spec.preset, rng if voicing is None else voicing)
+    clip = apply_effects(clip, spec.sample_rate, effects, seed=spec.seed + 4 + 1000 * spec.revoice)
     buf = io.BytesIO()
     fmt = {"flac": "FLAC", "wav": "WAV"}[spec.audio_format]
     sf.write(buf, clip, spec.sample_rate, format=fmt, subtype="PCM_16")
@@ -138,7 +157,7 @@ def render_song(spec: SongSpec) -> tuple[bytes, dict[str, Any]]:
         "form": " ".join(f"{name}:{bars}" for name, bars in plan.sections),
         "arrangement": " ".join(f"{name}:{'+'.join(roles) or '-'}"
                                 for (name, _), roles in zip(plan.sections, plan.arrangement, strict=True)),
-        "soundfont": os.path.basename(spec.soundfont),
+        "soundfont": os.path.basename(soundfont),
         "effects": json.dumps(effects, sort_keys=True),
         "seed": spec.seed,
         "preset": spec.preset,

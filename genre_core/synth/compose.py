@@ -113,6 +113,18 @@ def _swap_programs(programs: dict[str, int], rng: np.random.Generator) -> dict[s
     return out
 
 
+REVOICE_PROBABILITY = 0.8
+
+
+def revoice_programs(programs: dict[str, int], rng: np.random.Generator) -> dict[str, int]:
+    """A re-voicing of a song (the input of a GAN training pair, see genre_core.synth.catalog.revoiced_spec): each
+    program, with probability REVOICE_PROBABILITY, becomes one drawn from its whole General MIDI family of 8
+    (pianos, organs, guitars, basses, strings, ..., synth leads), itself included. Wider than the composer's
+    swaps: the point is many timbres playing the same notes, not a plausible arrangement."""
+    return {role: int(p // 8 * 8 + rng.integers(8)) if rng.random() < REVOICE_PROBABILITY else p
+            for role, p in programs.items()}
+
+
 # Which roles an intro or a bridge keeps (the first variant whose roles the song has, after a seeded shuffle).
 INTRO_VARIANTS = (("comp",), ("comp", "pad"), ("drums", "bass"), ("drums",), ("bass", "comp"),
                   ("drums", "bass", "comp"), ("pad", "lead"))

@@ -125,3 +125,22 @@ def test_missing_fluidsynth_is_a_clear_error(tmp_path, monkeypatch, capsys):
 def test_unknown_genre_is_rejected(tmp_path, capsys):
     assert _run("--per-genre", "1", "--genres", "polka", "--out", str(tmp_path)) == 2
     assert "unknown genre" in capsys.readouterr().err
+
+
+def test_revoiced_inputs_join_each_train_songs_pair(tmp_path, capsys):
+    out = tmp_path / "paired"
+    assert _run("--per-genre", "8", "--genres", "rock", "--soundfonts", "timgm6mb,csound", "--seconds", "3",
+                "--reference-soundfont", "fluidr3", "--revoiced", "2", "--out", str(out)) == 0
+    df = pd.read_parquet(out / "catalog.parquet").set_index("track_id")
+    songs = [f"rock-{i:05d}" for i in range(8)]
+    train = [t for t in songs if df.loc[t, "split"] == "train"]
+    assert len(train) == 7 and df.loc["rock-00007", "split"] == "val"
+    assert sorted(df.index) == sorted(songs + [f"{t}-r{k}" for t in train for k in (1, 2)])
+    for t in train:
+        rows = df.loc[[t, f"{t}-r1", f"{t}-r2"]]
+        assert (rows["reference_uri"] == df.loc[t, "reference_uri"]).all()  # one clean target, three inputs
+        assert (rows["split"] == "train").all() and (rows["genre"] == "rock").all()
+        assert rows["audio_uri"].is_unique and set(rows["soundfont"]) <= {"TimGM6mb.sf2", "sf_GMbank.sf2"}
+    assert pd.isna(df.loc["rock-00007", "reference_uri"])  # no pair outside split train, so no re-voicing
+    assert _run("--per-genre", "1", "--revoiced", "2", "--out", str(tmp_path / "unpaired")) == 2
+    assert "needs --reference-soundfont" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import io
+import json
 import os
 import shutil
 
@@ -15,7 +16,8 @@ import soundfile as sf
 
 from genre_core.config import GENRES
 from genre_core.synth import render
-from genre_core.synth.catalog import SongSpec, plan_catalog, render_song
+from genre_core.synth.catalog import SongSpec, plan_catalog, reference_spec, render_song, revoiced_spec
+from genre_core.synth.compose import revoice_programs
 from jobs import make_catalog, train
 from jobs.cli import run_job
 
@@ -208,3 +210,36 @@ def test_another_soundfont_gives_other_audio():
     data_a, _ = render_song(spec)
     data_b, _ = render_song(SongSpec(**{**spec.__dict__, "soundfont": b}))
     assert data_a != data_b
+
+
+def test_a_revoicing_plays_other_instruments_of_the_same_families_and_shares_the_songs_clean_target():
+    fonts = [_installed_or_skip("timgm6mb"), _installed_or_skip("fluidr3")]
+    spec = SongSpec(track_id="rock-00001", genre="rock", index=1, seed=21, split="train", preset="default",
+                    soundfont=fonts[0], seconds=3.0)
+    data, params = render_song(spec)
+    variants = [revoiced_spec(spec, k, fonts) for k in (1, 2, 3)]
+    assert [v.track_id for v in variants] == ["rock-00001-r1", "rock-00001-r2", "rock-00001-r3"]
+    renders = [render_song(v) for v in variants]
+    assert render_song(variants[0]) == renders[0]  # same spec, same bytes
+    original = json.loads(params["instruments"])
+    for (v_data, v_params) in renders:
+        assert v_data != data and v_params["soundfont"] in {os.path.basename(f) for f in fonts}
+        programs = json.loads(v_params["instruments"])
+        assert programs.keys() == original.keys()
+        assert all(programs[r] // 8 == original[r] // 8 for r in original)  # the same General MIDI family
+    assert any(json.loads(p["instruments"]) != original for _, p in renders)
+    assert len({p["effects"] for _, p in renders} | {params["effects"]}) == 4  # a recording chain each
+    # every re-voicing is an input of the same pair: its clean target is the song's own
+    target, _ = render_song(reference_spec(spec, fonts[1]))
+    assert all(render_song(reference_spec(v, fonts[1]))[0] == target for v in variants)
+    with pytest.raises(ValueError, match="re-voicing"):
+        revoiced_spec(spec, 0, fonts)
+
+
+def test_revoice_programs_stays_in_the_family_and_changes_most_programs():
+    programs = {"bass": 33, "comp": 27, "lead": 66, "pad": 89}
+    drawn = [revoice_programs(programs, np.random.default_rng(s)) for s in range(200)]
+    assert all(d[r] // 8 == p // 8 for d in drawn for r, p in programs.items())
+    changed = np.mean([d[r] != p for d in drawn for r, p in programs.items()])
+    assert 0.6 < changed < 0.8  # p 0.8 of a redraw, 1 in 8 of which draws the same program: 0.7
+    assert revoice_programs(programs, np.random.default_rng(5)) == revoice_programs(programs, np.random.default_rng(5))
