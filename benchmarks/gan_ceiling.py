@@ -7,8 +7,9 @@ for the songs the CNN leaves unclassified in --catalog, a catalog of `genre-job 
 of a soundfont held out from the CNN), and compares on those songs:
 
   forced       the forced vote on the song as it is (what the GAN stage must beat)
-  perfect w    the combined votes (1 - w) v + w g of the rule (genre_core.refine), g the CNN's votes on the clean
-               render, for w = 0.1 .. 1: every song decided, as the issue's "beats the forced vote" counts them
+  perfect w    the combined votes (1 - w) v + w g of the rule (genre_core.refine.decide, threshold 0), g the
+               CNN's votes on the clean render, for w = 0.1 .. 1: every song decided, as the issue's "beats the
+               forced vote" counts them
 
 So it bounds what any generator trained toward that reference can give, and says whether a shortfall is the
 design's (little to gain even with a perfect G) or the generator's (it does not reach the clean render). Nothing is
@@ -39,6 +40,8 @@ from genre_core.artifacts import load_cnn_bundle  # noqa: E402
 from genre_core.features import slice_mel  # noqa: E402
 from genre_core.inference import slice_probabilities  # noqa: E402
 from genre_core.metrics import mcnemar_exact  # noqa: E402
+from genre_core.refine import RefineParams  # noqa: E402
+from genre_core.refine import decide as refine_decide  # noqa: E402
 from genre_core.synth.catalog import SongSpec, reference_spec, render_song  # noqa: E402
 from genre_core.synth.render import resolve_soundfonts  # noqa: E402
 from genre_core.voting import decide as vote_decide  # noqa: E402
@@ -81,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     fc, voting = meta.feature_config, meta.voting
     reference = resolve_soundfonts(args.reference_soundfont)[0]
     df, mels = load_catalog_mels(args.catalog, fc, None, args.cache_dir, args.workers)
+    missing = sorted({"style", "seed", "preset", "duration_s", "sample_rate", "soundfont"} - set(df.columns))
+    if missing:
+        print(f"error: {args.catalog} lacks {missing}: the clean renders are made from make-catalog's columns",
+              file=sys.stderr)
+        return 2
     cls = {g: i for i, g in enumerate(meta.classes)}
     df = df[[np.asarray(mels[t]).shape[1] >= fc.slice_frames for t in df["track_id"]]].reset_index(drop=True)
     probs = slice_probabilities(cnn, [slice_mel(np.asarray(mels[t]), fc) for t in df["track_id"]])
@@ -89,11 +97,6 @@ def main(argv: list[str] | None = None) -> int:
         print("the CNN classifies every song: nothing to translate")
         return 0
 
-    missing = sorted({"style", "seed", "preset", "duration_s", "sample_rate", "soundfont"} - set(df.columns))
-    if missing:
-        print(f"error: {args.catalog} lacks {missing}: the clean renders are made from make-catalog's columns",
-              file=sys.stderr)
-        return 2
     first = df.iloc[0]
     own = [p for p in resolve_soundfonts("all") if os.path.basename(p) == first["soundfont"]]
     if not own or render_song(row_spec(first, own[0]))[0] != storage.read_bytes(str(first["audio_uri"])):
@@ -118,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     y = np.array([cls[df["genre"].iloc[i]] for i in unc])
     v = np.stack([probs[i].mean(axis=0) for i in unc])
-    g = np.stack([p.mean(axis=0) for p in slice_probabilities(
-        cnn, [slice_mel(np.asarray(clean_mels[t]), fc) for t in clean["track_id"]])])
+    clean_probs = slice_probabilities(cnn, [slice_mel(np.asarray(clean_mels[t]), fc) for t in clean["track_id"]])
+    g = np.stack([p.mean(axis=0) for p in clean_probs])
     forced_ok = v.argmax(1) == y
     lines = [f"- CNN {meta.version}; {len(df)} songs of {args.catalog}, **{len(unc)} unclassified** by the CNN; "
              f"clean renders through {os.path.basename(reference)} ({render_s:.0f} s)",
@@ -127,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
              "|---|---|---|---|---|",
              f"| forced vote | {forced_ok.mean():.3f} ({forced_ok.sum()}/{len(unc)}) | - | - | - |"]
     for w in WEIGHTS:
-        ok = ((1 - w) * v + w * g).argmax(1) == y
-        wr, rw = int((ok & ~forced_ok).sum()), int((~ok & forced_ok).sum())
-        lines.append(f"| perfect G, w {w:.1f} | {ok.mean():.3f} ({ok.sum()}/{len(unc)}) | {wr} | {rw} | "
-                     f"{mcnemar_exact(forced_ok, ok)['p_value']:.3g} |")
-    decided = np.mean([vote_decide(p, voting.tau, voting.margin).classified for p in slice_probabilities(
-        cnn, [slice_mel(np.asarray(clean_mels[t]), fc) for t in clean["track_id"]])])
+        ok = np.array([refine_decide(vi, gi, RefineParams(w, 0.0)).best_index == yi
+                       for vi, gi, yi in zip(v, g, y, strict=True)])
+        m = mcnemar_exact(forced_ok, ok)  # b: right -> wrong, c: wrong -> right
+        lines.append(f"| perfect G, w {w:.1f} | {ok.mean():.3f} ({ok.sum()}/{len(unc)}) | {m['c']} | {m['b']} | "
+                     f"{m['p_value']:.3g} |")
+    decided = np.mean([vote_decide(p, voting.tau, voting.margin).classified for p in clean_probs])
     lines += ["", f"- the CNN's own rule classifies {decided:.3f} of the clean renders of these songs",
               f"- wall time {time.perf_counter() - t_start:.0f} s"]
     print("\n".join(lines))

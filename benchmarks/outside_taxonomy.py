@@ -87,10 +87,11 @@ def forced_right_of(rows: pd.DataFrame, voter: CNNVoter) -> np.ndarray:
 
 def taxonomy_line(rows: pd.DataFrame, voter: CNNVoter, name: str) -> str:
     """Coverage and accuracy on decided songs of songs of the taxonomy, without the out-of-taxonomy rule (the vote
-    rule replayed on the same votes) and with it, judged against the done criteria on exact counts."""
+    rule replayed on the same votes) and with it, judged against the done criteria on exact counts; ``rows`` carry
+    ``forced_right`` (:func:`forced_right_of`)."""
     right = (rows["genre"] == rows["truth"]).to_numpy(bool)
     decided = (rows["status"] == STATUS_CLASSIFIED).to_numpy(bool)
-    before, forced_right = vote_decided(rows, voter), forced_right_of(rows, voter)
+    before, forced_right = vote_decided(rows, voter), rows["forced_right"].to_numpy(bool)
     cov0, cov1 = before.mean(), decided.mean()
     r0, n0, r1, n1 = int(forced_right[before].sum()), int(before.sum()), int(right[decided].sum()), int(decided.sum())
     return (f"{name}: coverage {cov0:.3f} -> {cov1:.3f} (drop {100 * (cov0 - cov1):.1f} points; <= 5: "
@@ -132,6 +133,7 @@ def main() -> int:
         return 2
     # catalogs rendered with other seeds reuse track ids: each catalog is labelled on its own, its rows tagged
     inside = pooled(voter, args.catalog, "inside-test", args.cache, test_only=True)
+    inside["forced_right"] = forced_right_of(inside, voter)
     new = pooled(voter, args.outside, "outside-test", args.cache, test_only=True)
     held = pooled(voter, args.outside_heldout, "outside-heldout", args.cache, test_only=False)
 
@@ -151,7 +153,7 @@ def main() -> int:
             lines += [outside_line(g, voter, f"  - {url}, {len(g)} songs")
                       for url, g in rows.groupby("catalog", sort=False)]
     decided = (inside["status"] == STATUS_CLASSIFIED).to_numpy(bool)
-    forced_right = forced_right_of(inside, voter)
+    forced_right = inside["forced_right"].to_numpy(bool)
     conf = inside["confidence"].to_numpy(np.float64)
     ece, ece_dec = expected_calibration_error(conf, forced_right), expected_calibration_error(conf[decided],
                                                                                              forced_right[decided])

@@ -101,8 +101,9 @@ def _render_and_store(job: tuple[SongSpec, str, str | None, int, list[str]]) -> 
     genre = None if spec.genre in OUTSIDE_NAMES else spec.genre  # an outside song has no genre of the taxonomy
     paired = reference is not None and spec.split == "train"
     reference_uri = _store(reference_spec(spec, reference), out, "reference")[0] if paired else None
+    revoiced = [revoiced_spec(spec, k, soundfonts) for k in range(1, revoicings + 1)] if paired else []
     rows = []
-    for s in [spec] + ([revoiced_spec(spec, k, soundfonts) for k in range(1, revoicings + 1)] if paired else []):
+    for s in [spec, *revoiced]:
         uri, params = _store(s, out, "audio")
         rows.append({"track_id": s.track_id, "audio_uri": uri, "genre": genre, "style": s.genre, "split": s.split,
                      "duration_s": s.seconds, "sample_rate": s.sample_rate, **params})
