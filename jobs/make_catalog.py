@@ -12,9 +12,10 @@ serve only to choose and test the out-of-taxonomy rule (genre-job calibrate). Wi
 --reference-soundfont, every train song is also rendered through that soundfont without recording effects
 (<out>/reference/<genre>/<track_id>.flac, column reference_uri): the clean targets of the GAN's training pairs.
 --revoiced N adds N more inputs to each of those pairs: the same notes re-voiced (each instrument, with probability
-0.8, another of its General MIDI family), through a soundfont drawn from --soundfonts, with a recording chain of
-its own; rows <track_id>-r<k> of split train with the song's genre and reference_uri (a CNN trained on such a
-catalog trains on them too; the shipped CNN trains on a catalog without them).
+0.8, another of its General MIDI family, its synthesis parameters offset: filter, resonance, envelopes, vibrato),
+through a soundfont drawn from --soundfonts, with a recording chain of its own; rows <track_id>-r<k> of split
+train with the song's genre and reference_uri (a CNN trained on such a catalog trains on them too; the shipped CNN
+trains on a catalog without them).
 
 Examples:
   genre-job make-catalog --per-genre 100 --out data/demo

@@ -1,5 +1,6 @@
 """Soundfonts: the list, the reserved MuseScore General refusal (direct, via symlinks, renamed; in make-catalog and
-in training), the balanced soundfont per song of a planned catalog, and deterministic renders with each one."""
+in training), the balanced soundfont per song of a planned catalog, deterministic renders with each one, and the
+re-voicings (other programs of the same families, synthesis-parameter offsets that FluidSynth applies)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import shutil
 
+import mido
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +19,16 @@ import soundfile as sf
 from genre_core.config import GENRES
 from genre_core.synth import render
 from genre_core.synth.catalog import SongSpec, plan_catalog, reference_spec, render_song, revoiced_spec
-from genre_core.synth.compose import revoice_programs
+from genre_core.synth.compose import (
+    DRUM_CHANNEL,
+    DRUM_GENERATORS,
+    GENERATOR_JITTER,
+    compose,
+    jitter_generators,
+    plan_song,
+    revoice_programs,
+    to_midi,
+)
 from jobs import make_catalog, train
 from jobs.cli import run_job
 
@@ -243,3 +254,35 @@ def test_revoice_programs_stays_in_the_family_and_changes_most_programs():
     changed = np.mean([d[r] != p for d in drawn for r, p in programs.items()])
     assert 0.6 < changed < 0.8  # p 0.8 of a redraw, 1 in 8 of which draws the same program: 0.7
     assert revoice_programs(programs, np.random.default_rng(5)) == revoice_programs(programs, np.random.default_rng(5))
+
+
+def test_jitter_generators_draws_each_offset_in_its_range_and_only_filter_and_decay_for_drums():
+    drawn = [jitter_generators(np.random.default_rng(s)) for s in range(300)]
+    assert all(set(d) == {0, 1, 2, 3, DRUM_CHANNEL} for d in drawn)
+    for d in drawn:
+        for channel, gens in d.items():
+            assert channel != DRUM_CHANNEL or set(gens) <= set(DRUM_GENERATORS)
+            assert all(GENERATOR_JITTER[g][1] <= v <= GENERATOR_JITTER[g][2] for g, v in gens.items())
+    cutoff_share = np.mean([8 in d[0] for d in drawn])
+    assert 0.6 < cutoff_share < 0.8  # drawn with probability 0.7
+    assert jitter_generators(np.random.default_rng(3)) == jitter_generators(np.random.default_rng(3))
+
+
+def _centroid_hz(audio: np.ndarray, sample_rate: int = 22050) -> float:
+    spectrum = np.abs(np.fft.rfft(audio))
+    return float((spectrum * np.fft.rfftfreq(len(audio), 1 / sample_rate)).sum() / spectrum.sum())
+
+
+def test_generator_offsets_reach_fluidsynth_as_soundfont_nrpns():
+    font = _installed_or_skip("timgm6mb")
+    plan = plan_song("rock", 5, seconds=4.0)
+    notes = compose(plan)
+    darker = {ch: {8: -4000.0} for ch in (0, 1, 2, 3, DRUM_CHANNEL)}  # filter cutoff 40 semitones lower
+    midi = to_midi(plan, notes, darker)
+    sent = [m for m in mido.MidiFile(file=io.BytesIO(midi)).tracks[0] if m.type == "control_change" and m.channel == 0]
+    data = 8192 - 4000 // 2  # NRPN steps of 2 cents around 8192
+    assert [(m.control, m.value) for m in sent[:4]] == [(99, 120), (98, 8), (38, data & 127), (6, data >> 7)]
+    plain = render.render_midi(to_midi(plan, notes), font)
+    dark = render.render_midi(midi, font)
+    assert plain.shape == dark.shape
+    assert _centroid_hz(dark) < 0.7 * _centroid_hz(plain)
