@@ -127,7 +127,11 @@ class GANActor(GANStage):
         super().__init__(gan_url, cnn_url, device=actor_device(device), batch_slices=forward_slices)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return super().__call__(restore_nulls(batch))
+        batch = restore_nulls(batch)
+        # Ray Data hands a batch's arrays read-only; torch warns when it wraps one (and must never write to it), so
+        # the slices this stage translates (pool 1 kept them for the ambiguous songs only) are copied first.
+        batch["slices"] = as_column([None if s is None else np.array(s, np.float32) for s in batch["slices"]])
+        return super().__call__(batch)
 
 
 def _actor_pool(size: int, num_cpus: float, num_gpus: float, retries: RetryResources) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from genre_core.label_selection import (
     LABEL_SELECTION_COLUMNS,
     Selection,
     anti_join,
+    catalog_curation,
     current_labels,
     track_id_hashes,
 )
@@ -80,6 +81,12 @@ def _select_bucket(curated_column: str | None, n_catalog: int, *parts: pa.Table)
     if labels is None:
         labels = pa.table({"track_id": pa.array([], pa.string()), "label_curated": pa.array([], pa.string())})
     todo = anti_join(catalog, labels, curated_column).drop_columns(["_row"])
+    if curated_column:
+        # Ray Data hands a string column that is null in every row of a block to the next stage as float NaN,
+        # which then fails to merge with the same column as strings from another block: the pipeline carries ""
+        # for "not curated" (the writer reads a blank as none).
+        todo = todo.set_column(todo.schema.get_field_index(curated_column), curated_column,
+                               catalog_curation(todo, curated_column))
     return todo, {"faults": faults, "n_todo": todo.num_rows, "n_catalog": catalog.num_rows}
 
 
