@@ -234,7 +234,7 @@ def _gan_stage(ev: dict[str, Any]) -> Section:
         return Section("gan", "What the GAN stage changed", note(
             "No GAN stage in this run: the labels carry no GAN version and no song is gan_resolved, so the songs the "
             "CNN found ambiguous stay unclassified. (A GAN stage runs when the models folder holds a gan/ bundle "
-            "made for its CNN; see the README, 'The GAN stage today'.)"))
+            "made for its CNN; see the README, 'The GAN stage'.)"))
     rows = [["GAN model", ", ".join(g["gan_versions"]) or "-"],
             ["songs the CNN left unclassified", g["n_cnn_unclassified"]],
             ["decided by the GAN stage (gan_resolved)", g["n_resolved"]],

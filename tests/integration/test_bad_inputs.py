@@ -28,7 +28,7 @@ from jobs.models import DEFAULT_MODELS, resolve_models
 CONFIG = "configs/label-local.yaml"
 CAP_S = 600.0  # AudioConfig.max_duration_s: the longest stretch of a file that is analysed
 HOSTILE_IDS = ["../../etc/x", "a/b", "s3://other-bucket/key", " spaced id ", "ünï-код/.."]
-DECIDED_OR_NOT = {"classified", "unclassified"}
+DECIDED_OR_NOT = {"classified", "gan_resolved", "unclassified"}
 VOLATILE = ["run_id", "labelled_at"]  # the only columns two runs of the same job may differ in
 
 
@@ -102,7 +102,7 @@ def _assert_error_rows(labels: pd.DataFrame, bad: dict[str, BadInput]) -> None:
 
 def _assert_labelled(row: pd.Series, seconds: float) -> None:
     assert row["status"] in DECIDED_OR_NOT and _null(row["error"])
-    assert (not _null(row["genre"])) == (row["status"] == "classified")
+    assert (not _null(row["genre"])) == (row["status"] in ("classified", "gan_resolved"))
     assert row["duration_s"] == pytest.approx(seconds, abs=0.01)
     features = resolve_models(DEFAULT_MODELS).feature_config  # songs are decoded at the model's sample rate
     assert row["n_slices"] == n_slices_for(int(round(seconds * features.sample_rate)), features)
