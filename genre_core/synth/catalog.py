@@ -112,9 +112,9 @@ def revoiced_spec(spec: SongSpec, k: int, soundfonts: Sequence[str]) -> SongSpec
     """The k-th (k >= 1) re-voicing of ``spec``: the same notes and crop, each instrument (with probability 0.8)
     another of its General MIDI family (``compose.revoice_programs``) with its synthesis parameters offset
     (``compose.jitter_generators``), through one of ``soundfonts`` drawn per re-voicing, with a recording chain of
-    its own. Another input of the same GAN training pair: many timbres, one
-    clean target, so that the generator learns to read timbres it was not shown rather than the few soundfonts
-    of the corpus. Its id is ``<track_id>-r<k>``."""
+    its own. Another input of the same GAN training pair: many timbres, one clean target, so that the generator
+    learns to read timbres it was not shown rather than the few soundfonts of the corpus. Its id is
+    ``<track_id>-r<k>``."""
     if k < 1 or not soundfonts:
         raise ValueError(f"a re-voicing needs k >= 1 and soundfonts to draw from, got k={k}, {list(soundfonts)}")
     return dataclasses.replace(spec, track_id=f"{spec.track_id}-r{k}", revoice=k, revoice_soundfonts=tuple(soundfonts))
