@@ -83,8 +83,9 @@ def _select_bucket(curated_column: str | None, n_catalog: int, *parts: pa.Table)
     todo = anti_join(catalog, labels, curated_column).drop_columns(["_row"])
     if curated_column:
         # Ray Data hands a string column that is null in every row of a block to the next stage as float NaN,
-        # which then fails to merge with the same column as strings from another block: the pipeline carries ""
-        # for "not curated" (the writer reads a blank as none).
+        # which then fails to merge with the same column as strings from another block (the quirk that
+        # label_pipeline.restore_nulls undoes for the columns the stages write): this column comes from the catalog,
+        # so it is never null in the pipeline: "" for "not curated" (the writer reads a blank as none).
         todo = todo.set_column(todo.schema.get_field_index(curated_column), curated_column,
                                catalog_curation(todo, curated_column))
     return todo, {"faults": faults, "n_todo": todo.num_rows, "n_catalog": catalog.num_rows}
