@@ -19,10 +19,11 @@ import numpy as np
 import soundfile as sf
 
 from genre_core.config import GENRES
-from genre_core.synth.compose import compose, jitter_generators, plan_song, revoice_programs, to_midi
+from genre_core.synth.compose import compose, plan_song, to_midi
 from genre_core.synth.effects import apply_effects, draw_effects
 from genre_core.synth.outside_styles import OUTSIDE_NAMES
 from genre_core.synth.render import render_midi
+from genre_core.synth.revoice import generator_nrpns, jitter_generators, revoice_programs
 
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 # Split of a genre's songs by index: 7 of 10 train, 1 validation, 2 test (80 train+val / 20 test per 100).
@@ -110,8 +111,8 @@ def reference_spec(spec: SongSpec, soundfont: str) -> SongSpec:
 
 def revoiced_spec(spec: SongSpec, k: int, soundfonts: Sequence[str]) -> SongSpec:
     """The k-th (k >= 1) re-voicing of ``spec``: the same notes and crop, each instrument (with probability 0.8)
-    another of its General MIDI family (``compose.revoice_programs``) with its synthesis parameters offset
-    (``compose.jitter_generators``), through one of ``soundfonts`` drawn per re-voicing, with a recording chain of
+    another of its General MIDI family (``revoice.revoice_programs``) with its synthesis parameters offset
+    (``revoice.jitter_generators``), through one of ``soundfonts`` drawn per re-voicing, with a recording chain of
     its own. Another input of the same GAN training pair: many timbres, one clean target, so that the generator
     learns to read timbres it was not shown rather than the few soundfonts of the corpus. Its id is
     ``<track_id>-r<k>``."""
@@ -124,13 +125,13 @@ def render_song(spec: SongSpec) -> tuple[bytes, dict[str, Any]]:
     """Render one song: returns the encoded audio file and the generation parameters for the catalog."""
     plan = plan_song(spec.genre, spec.seed, seconds=spec.seconds + 4.0)
     notes = compose(plan)  # the programs' numbers do not change the notes: a re-voicing plays the same ones
-    soundfont, voicing, offsets = spec.soundfont, None, None
+    soundfont, voicing, setup = spec.soundfont, None, []
     if spec.revoice:
         voicing = np.random.default_rng([spec.seed, 9000 + spec.revoice])
         plan = dataclasses.replace(plan, programs=revoice_programs(plan.programs, voicing))
         soundfont = spec.revoice_soundfonts[int(voicing.integers(len(spec.revoice_soundfonts)))]
-        offsets = jitter_generators(np.random.default_rng([spec.seed, 9500 + spec.revoice]))
-    audio = render_midi(to_midi(plan, notes, offsets), soundfont, spec.sample_rate)
+        setup = generator_nrpns(jitter_generators(np.random.default_rng([spec.seed, 9500 + spec.revoice])))
+    audio = render_midi(to_midi(plan, notes, setup), soundfont, spec.sample_rate)
     rng = np.random.default_rng(spec.seed + 3)  # the crop (a re-voicing keeps it) and the song's own effects
     n = int(round(spec.seconds * spec.sample_rate))
     spare = len(audio) - n

@@ -19,15 +19,13 @@ import soundfile as sf
 from genre_core.config import GENRES
 from genre_core.synth import render
 from genre_core.synth.catalog import SongSpec, plan_catalog, reference_spec, render_song, revoiced_spec
-from genre_core.synth.compose import (
-    DRUM_CHANNEL,
+from genre_core.synth.compose import DRUM_CHANNEL, compose, plan_song, to_midi
+from genre_core.synth.revoice import (
     DRUM_GENERATORS,
     GENERATOR_JITTER,
-    compose,
+    generator_nrpns,
     jitter_generators,
-    plan_song,
     revoice_programs,
-    to_midi,
 )
 from jobs import make_catalog, train
 from jobs.cli import run_job
@@ -278,7 +276,7 @@ def test_generator_offsets_reach_fluidsynth_as_soundfont_nrpns():
     plan = plan_song("rock", 5, seconds=4.0)
     notes = compose(plan)
     darker = {ch: {8: -4000.0} for ch in (0, 1, 2, 3, DRUM_CHANNEL)}  # filter cutoff 40 semitones lower
-    midi = to_midi(plan, notes, darker)
+    midi = to_midi(plan, notes, generator_nrpns(darker))
     sent = [m for m in mido.MidiFile(file=io.BytesIO(midi)).tracks[0] if m.type == "control_change" and m.channel == 0]
     data = 8192 - 4000 // 2  # NRPN steps of 2 cents around 8192
     assert [(m.control, m.value) for m in sent[:4]] == [(99, 120), (98, 8), (38, data & 127), (6, data >> 7)]
