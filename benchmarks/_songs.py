@@ -14,7 +14,8 @@ from genre_core.config import GENRES, AudioConfig, Config, load_config
 from genre_core.decoding import decode_song
 from genre_core.inference import slice_probabilities
 from genre_core.models.genre_head import MusicnnGenreModel, new_genre_model
-from genre_core.training.cnn import Song, evaluate_songs, train_cnn
+from genre_core.synth.render import sample_family
+from genre_core.training.cnn import Song, TrainResult, evaluate_songs, train_cnn
 from genre_core.training.head import backbone_outputs
 from jobs.models import backbone_dir
 
@@ -28,11 +29,13 @@ def soundfont_name(path: object) -> str:
 
 
 def read_catalogs(folders: list[str]) -> pd.DataFrame:
-    """The catalogs of make-catalog ``folders`` with a ``group`` column: each song's soundfont file name."""
+    """The catalogs of make-catalog ``folders`` with a ``group`` column, each song's soundfont file name, and a
+    ``family`` column, the soundfonts it shares recordings with (``genre_core.synth.render.sample_family``)."""
     df = pd.concat([pd.read_parquet(os.path.join(c, "catalog.parquet")) for c in folders], ignore_index=True)
     if df["track_id"].duplicated().any():
         raise SystemExit("the catalogs share track_ids: give catalogs rendered with different seeds")
     df["group"] = df["soundfont"].map(soundfont_name)
+    df["family"] = df["soundfont"].map(lambda p: sample_family(str(p)))
     return df
 
 
@@ -74,12 +77,16 @@ def scratch_slices(df: pd.DataFrame, train_ids: set[str]) -> tuple[Config, dict[
     return cfg, dense, plain
 
 
-def scratch_scores(cfg: Config, train_songs: list[Song], val_songs: list[Song], test_slices: list[np.ndarray],
-                   labels: list[int], target_accuracy: float) -> dict[str, float]:
-    """Train the from-scratch slice CNN (``cfg``: configs/default.yaml) and score it on the test songs."""
+def scratch_model(cfg: Config, train_songs: list[Song], val_songs: list[Song], target_accuracy: float) -> TrainResult:
+    """The from-scratch slice CNN (``cfg``: configs/default.yaml) trained on ``train_songs``, early stopping and
+    tau/margin on ``val_songs``."""
     fc = cfg.features
-    trained = train_cnn(train_songs, val_songs, len(GENRES), cfg.cnn, cfg.train, fc.n_mels, fc.slice_frames,
-                        target_accuracy=target_accuracy, log=lambda _: None)
+    return train_cnn(train_songs, val_songs, len(GENRES), cfg.cnn, cfg.train, fc.n_mels, fc.slice_frames,
+                     target_accuracy=target_accuracy, log=lambda _: None)
+
+
+def scratch_scores(trained: TrainResult, test_slices: list[np.ndarray], labels: list[int]) -> dict[str, float]:
+    """The scores of a ``scratch_model`` on the test songs."""
     return scores(evaluate_songs(slice_probabilities(trained.model, test_slices), labels, trained.voting), "scratch")
 
 

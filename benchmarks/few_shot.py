@@ -1,12 +1,12 @@
 """Few-shot adaptation, the catalog team's case: a soundfont the model never saw, 20 labelled songs per genre.
 
-    python benchmarks/few_shot.py --base-catalog /work/data/corpus5 --target-catalog /work/data/opl3 \
-        --held-out OPL-3_FM_128M --cache /work/data/musicnn-outputs.npz
+    python benchmarks/few_shot.py --base-catalog data/corpus --target-catalog data/opl3 \
+        --held-out OPL-3_FM_128M --cache musicnn-outputs.npz
 
 1. **base**: the shipped recipe (what ``genre-job train cnn --config configs/musicnn.yaml`` runs:
    ``genre_core.training.head.train_head`` from the tag prior, the catalog's ``train`` songs, l2 and tau/margin
    leave-one-soundfont-out on its ``val`` songs) on the base catalog's songs of every soundfont but
-   ``--held-out``;
+   ``--held-out`` and the soundfonts made from the same recordings (``genre_core.synth.render.SAMPLE_FAMILIES``);
 2. for each seed, ``--per-genre`` songs per genre drawn from the target catalog's ``train`` split (songs of the
    held-out soundfont), and on exactly those songs, held out for validation as the job does when a catalog has no
    ``val`` split (``split_by_song``, ``train.val_fraction`` of configs/musicnn.yaml):
@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _songs import MUSICNN_CONFIG, musicnn_outputs, read_catalogs, scores, scratch_scores, scratch_slices  # noqa: E402
+from _songs import MUSICNN_CONFIG, musicnn_outputs, read_catalogs, scores, scratch_model, scratch_scores, scratch_slices  # noqa: E402
 
 from genre_core.config import GENRES, load_config  # noqa: E402
 from genre_core.training.cnn import Song, evaluate_songs, split_by_song  # noqa: E402
@@ -52,7 +52,7 @@ def main() -> int:
     base_df, target = read_catalogs([args.base_catalog]), read_catalogs([args.target_catalog])
     if set(target["group"]) != {args.held_out}:
         raise SystemExit(f"the target catalog must be all {args.held_out} songs, not {sorted(set(target['group']))}")
-    base_df = base_df[base_df["group"] != args.held_out]
+    base_df = base_df[~base_df["family"].isin(set(target["family"]))]  # nor its relatives
     target["track_id"] = "target/" + target["track_id"]  # make-catalog's ids repeat from one catalog to the next
     df = pd.concat([base_df, target], ignore_index=True)
     model, outputs = musicnn_outputs(df, args.cache)
@@ -85,8 +85,9 @@ def main() -> int:
         row |= scores(evaluate_songs(head_probabilities(tuned.head, [heads[t] for t in test_ids]), labels,
                                      tuned.voting), "tuned")
         row["tuned_l2"] = tuned.l2
-        row |= scratch_scores(scratch_cfg, tr, [Song(s.song_id, s.genre_index, plain[s.song_id]) for s in va],
-                              [plain[t] for t in test_ids], labels, args.target_accuracy)
+        scratch = scratch_model(scratch_cfg, tr, [Song(s.song_id, s.genre_index, plain[s.song_id]) for s in va],
+                                args.target_accuracy)
+        row |= scratch_scores(scratch, [plain[t] for t in test_ids], labels)
         rows.append(row)
         print(row, flush=True)
     table = pd.DataFrame(rows)

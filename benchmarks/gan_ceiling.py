@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cnn", default="models/default/cnn")
     parser.add_argument("--catalog", required=True, help="a make-catalog catalog (songs with a genre are used)")
     parser.add_argument("--reference-soundfont", default="fluidr3", help="the GAN's reference (default fluidr3)")
+    parser.add_argument("--soundfonts", default="all",
+                        help="the catalog's soundfonts, as make-catalog --soundfonts took them (default: all); the "
+                             "first song is rendered again through the one its row names")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="decoded log-mels and the clean renders")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     first = df.iloc[0]
-    own = [p for p in resolve_soundfonts("all") if os.path.basename(p) == first["soundfont"]]
+    own = [p for p in resolve_soundfonts(args.soundfonts) if os.path.basename(p) == first["soundfont"]]
     if not own or render_song(row_spec(first, own[0]))[0] != storage.read_bytes(str(first["audio_uri"])):
         print(f"error: {first['track_id']} rendered again from its row (soundfont {first['soundfont']}) is not "
               f"{first['audio_uri']}: the catalog's rows do not describe its songs (another version of the composer, "

@@ -13,8 +13,8 @@ import soundfile as sf
 
 # Debian's General MIDI soundfonts the corpus is rendered with: short name -> (file, Debian package).
 # Each song of a catalog draws one of them (see genre_core.synth.catalog.plan_catalog), so that a model
-# cannot tell genres apart by the soundfont. csound's GM bank shares many of its samples with TimGM6mb;
-# OPL-3 is an FM-synthesis bank (a very different timbre); FluidR3 Mono is an .sf3 (Vorbis samples).
+# cannot tell genres apart by the soundfont. OPL-3 is an FM-synthesis bank (a very different timbre); FluidR3
+# Mono is an .sf3 (Vorbis samples).
 SOUNDFONTS: dict[str, tuple[str, str]] = {
     "timgm6mb": ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont"),
     "fluidr3": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm"),
@@ -22,6 +22,23 @@ SOUNDFONTS: dict[str, tuple[str, str]] = {
     "csound": ("/usr/share/sounds/sf2/sf_GMbank.sf2", "csound-soundfont"),
     "opl3": ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2", "opl3-soundfont"),
 }
+
+# Soundfonts made from the same recordings, by file name: a model "held out" from one of them has heard the
+# other, so held-out evaluations hold out a whole family. sf_GMbank holds 318 of TimGM6mb's 505 samples byte
+# for byte (27% of TimGM6mb's sample frames, 39% of its own); FluidR3 Mono is FluidR3's samples made mono and
+# Vorbis-compressed (Debian: "Fluid (R3) Mono GM SoundFont from MuseScore 2.1"). The other soundfonts share no
+# sample (sha1 of each sample's PCM data, 2026-12-06). A file not named here is a family of its own.
+SAMPLE_FAMILIES: dict[str, str] = {
+    "TimGM6mb.sf2": "TimGM6mb+sf_GMbank", "sf_GMbank.sf2": "TimGM6mb+sf_GMbank",
+    "FluidR3_GM.sf2": "FluidR3", "FluidR3Mono_GM.sf3": "FluidR3",
+}
+
+
+def sample_family(soundfont: str) -> str:
+    """The family of a soundfont path or file name (SAMPLE_FAMILIES): its relatives share recordings with it."""
+    name = os.path.basename(soundfont)
+    return SAMPLE_FAMILIES.get(name, os.path.splitext(name)[0])
+
 
 # The MuseScore General soundfonts (Debian packages musescore-general-soundfont*, files
 # MuseScore_General*.sf2/.sf3) are reserved for held-out evaluation by people outside this project:

@@ -186,6 +186,52 @@ def test_a_single_soundfont_string_still_plans():
         plan_catalog(["pop"], 3, 0, "default", [])
 
 
+
+# ---------------------------------------------------------------- families (shared recordings)
+
+def _sample_hashes(path: str) -> set[str]:
+    """sha1 of each sample's 16-bit PCM data in an .sf2 file (RIFF sfbk: sdta/smpl holds the data, pdta/shdr the
+    sample headers of 46 bytes with start and end offsets in samples; the last header is the terminator)."""
+    import hashlib
+    import struct
+
+    buf = open(path, "rb").read()
+    where: dict[bytes, tuple[int, int]] = {}
+
+    def walk(off: int, end: int) -> None:
+        while off + 8 <= end:
+            cid, size = buf[off:off + 4], struct.unpack("<I", buf[off + 4:off + 8])[0]
+            if cid == b"LIST":
+                walk(off + 12, off + 8 + size)
+            else:
+                where[cid] = (off + 8, size)
+            off += 8 + size + (size & 1)
+
+    walk(12, len(buf))
+    (smpl, _), (shdr, size) = where[b"smpl"], where[b"shdr"]
+    hashes = set()
+    for i in range(size // 46 - 1):
+        start, end = struct.unpack("<II", buf[shdr + 46 * i + 20:shdr + 46 * i + 28])
+        if end - start > 100:  # not a stub
+            hashes.add(hashlib.sha1(buf[smpl + 2 * start:smpl + 2 * end]).hexdigest())
+    return hashes
+
+
+def test_sample_families_group_exactly_the_installed_sf2_files_that_share_recordings():
+    sf2 = {name: path for name, path in render.installed_soundfonts().items() if path.endswith(".sf2")}
+    if len(sf2) < 2:
+        pytest.skip("fewer than two .sf2 soundfonts installed")
+    hashes = {name: _sample_hashes(path) for name, path in sf2.items()}
+    for a in sf2:
+        for b in sf2:
+            if a < b:
+                shared = len(hashes[a] & hashes[b])
+                related = render.sample_family(sf2[a]) == render.sample_family(sf2[b])
+                assert related == (shared > 0), f"{a} and {b} share {shared} samples; same family: {related}"
+    assert render.sample_family("/elsewhere/FluidR3Mono_GM.sf3") == render.sample_family("FluidR3_GM.sf2")
+    assert render.sample_family("/x/GeneralUser.sf2") == "GeneralUser"  # unknown: a family of its own
+
+
 # ---------------------------------------------------------------- renders
 
 def _installed_or_skip(name: str) -> str:
