@@ -5,10 +5,12 @@ re-voicings (other programs of the same families, synthesis-parameter offsets th
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 import json
 import os
 import shutil
+import struct
 
 import mido
 import numpy as np
@@ -192,10 +194,8 @@ def test_a_single_soundfont_string_still_plans():
 def _sample_hashes(path: str) -> set[str]:
     """sha1 of each sample's 16-bit PCM data in an .sf2 file (RIFF sfbk: sdta/smpl holds the data, pdta/shdr the
     sample headers of 46 bytes with start and end offsets in samples; the last header is the terminator)."""
-    import hashlib
-    import struct
-
-    buf = open(path, "rb").read()
+    with open(path, "rb") as fh:
+        buf = fh.read()
     where: dict[bytes, tuple[int, int]] = {}
 
     def walk(off: int, end: int) -> None:
