@@ -26,7 +26,7 @@ SOUNDFONTS: dict[str, tuple[str, str]] = {
 # Soundfonts made from the same recordings, by file name: a model "held out" from one of them has heard the
 # other, so held-out evaluations hold out a whole family. sf_GMbank holds 318 of TimGM6mb's 505 samples byte
 # for byte (27% of TimGM6mb's sample frames, 39% of its own); FluidR3 Mono is FluidR3's samples made mono and
-# Vorbis-compressed (Debian: "Fluid (R3) Mono GM SoundFont from MuseScore 2.1"). The other soundfonts share no
+# Vorbis-compressed (Debian's description of fluidr3mono-gm-soundfont). The other soundfonts share no
 # sample (sha1 of each sample's PCM data, 2026-12-06). A file not named here is a family of its own.
 SAMPLE_FAMILIES: dict[str, str] = {
     "TimGM6mb.sf2": "TimGM6mb+sf_GMbank", "sf_GMbank.sf2": "TimGM6mb+sf_GMbank",
