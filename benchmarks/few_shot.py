@@ -1,6 +1,6 @@
 """Few-shot adaptation, the catalog team's case: a soundfont the model never saw, 20 labelled songs per genre.
 
-    python benchmarks/few_shot.py --base-catalog data/corpus --target-catalog data/opl3 \
+    python benchmarks/few_shot.py --base-catalog data/corpus --target-catalog data/opl3 \\
         --held-out OPL-3_FM_128M --cache musicnn-outputs.npz
 
 1. **base**: the shipped recipe (what ``genre-job train cnn --config configs/musicnn.yaml`` runs:

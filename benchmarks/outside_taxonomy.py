@@ -1,6 +1,6 @@
 """Songs outside the taxonomy and calibrated confidence: the done-criteria figures of a calibrated CNN bundle.
 
-    python benchmarks/outside_taxonomy.py --cnn models/default/cnn --catalog data/corpus/catalog.parquet \
+    python benchmarks/outside_taxonomy.py --cnn models/default/cnn --catalog data/corpus/catalog.parquet \\
         --outside data/outside/catalog.parquet --outside-heldout data/outside-opl3/catalog.parquet
 
 Labels, with the production labeller (``genre_core.labelling``: decode, the model, the vote rule, the bundle's

@@ -1,7 +1,7 @@
 """Pool sizes of the labelling job: the same catalog labelled under variants of one config, side by side.
 
-  python benchmarks/pool_sizes.py --catalog /work/final/corpus/catalog.parquet --limit 3000 --no-gan \
-      --variant "" --variant "cnn.concurrency=1" --variant "decode.concurrency=1 cnn.concurrency=1" \
+  python benchmarks/pool_sizes.py --catalog /work/final/corpus/catalog.parquet --limit 3000 --no-gan \\
+      --variant "" --variant "cnn.concurrency=1" --variant "decode.concurrency=1 cnn.concurrency=1" \\
       --variant "decode.songs_per_block=4"
 
 Each ``--variant`` is a space-separated list of ``key=value`` overrides of the ``resources`` section of

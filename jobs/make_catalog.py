@@ -24,7 +24,7 @@ Examples:
   genre-job make-catalog --per-genre 3 --out s3://bucket/catalog --preview grid.png
   genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --out data/paired
   genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --revoiced 2 --out data/paired
-  genre-job make-catalog --per-genre 80 --genres outside --soundfonts timgm6mb,fluidr3,fluidr3mono,csound \
+  genre-job make-catalog --per-genre 80 --genres outside --soundfonts timgm6mb,fluidr3,fluidr3mono,csound \\
       --out data/outside
   genre-job make-catalog --per-genre 30 --seed 7 --split val --out data/val      # new validation songs only
 """

@@ -16,7 +16,7 @@ computes once and stores as Parquet beside the checkpoints. `train gan` runs on 
 Examples:
   genre-job train cnn --catalog data/corpus/catalog.parquet --out models/default/cnn --config configs/default.yaml
   genre-job train gan --cnn models/default/cnn --catalog data/corpus/catalog.parquet --out models/gan-dev
-  python -m jobs.train cnn --catalog s3://bucket/catalog/ --out s3://bucket/models/v2/cnn \
+  python -m jobs.train cnn --catalog s3://bucket/catalog/ --out s3://bucket/models/v2/cnn \\
       --resources configs/train-cluster.yaml --checkpoints s3://bucket/checkpoints --split-by artist
 """
 

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python tools/build_grooves.py --src ../shared/data/groove-midi \
+    python tools/build_grooves.py --src ../shared/data/groove-midi \\
         --out genre_core/synth/data/grooves.json.gz
 
 Reads ``info.csv`` in the source folder, keeps every ``beat`` (not ``fill``) performance in 4-4,
