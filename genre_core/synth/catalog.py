@@ -19,9 +19,10 @@ import numpy as np
 import soundfile as sf
 
 from genre_core.config import GENRES
-from genre_core.synth.compose import compose, plan_song, to_midi
+from genre_core.synth.compose import compose, to_midi
 from genre_core.synth.effects import apply_effects, draw_effects
 from genre_core.synth.outside_styles import OUTSIDE_NAMES
+from genre_core.synth.plan import plan_song
 from genre_core.synth.render import render_midi
 from genre_core.synth.revoice import generator_nrpns, jitter_generators, revoice_programs
 

@@ -11,6 +11,7 @@ import pytest
 from genre_core.config import GENRES
 from genre_core.synth import compose as C
 from genre_core.synth.outside_styles import OUTSIDE_NAMES, OUTSIDE_STYLES
+from genre_core.synth.plan import SongPlan, plan_song
 from genre_core.synth.styles import STYLES
 from genre_core.synth.theory import chord_pitches, parse_numeral
 
@@ -37,7 +38,7 @@ def test_roman_numerals():
 
 @pytest.mark.parametrize("genre", GENRES)
 def test_plan_is_deterministic_and_covers_the_length(genre):
-    a, b = C.plan_song(genre, 123), C.plan_song(genre, 123)
+    a, b = plan_song(genre, 123), plan_song(genre, 123)
     assert a == b
     bars = sum(n for _, n in a.sections)
     assert bars * 4 * 60 / a.tempo >= 34.0
@@ -51,17 +52,17 @@ def test_plan_is_deterministic_and_covers_the_length(genre):
 
 
 def test_different_seeds_give_different_songs():
-    plans = [C.plan_song("rock", s) for s in range(20)]
+    plans = [plan_song("rock", s) for s in range(20)]
     assert len({(p.tempo, p.key_root, p.programs["comp"]) for p in plans}) >= 15
 
 
 @pytest.mark.parametrize("genre", GENRES)
 def test_all_bass_and_comp_styles_compose(genre):
     style = STYLES[genre]
-    plan = C.plan_song(genre, 7)
+    plan = plan_song(genre, 7)
     for bass, _ in style.bass_styles:
         for comp, _ in style.comp_styles:
-            notes = C.compose(C.SongPlan(**{**plan.__dict__, "bass_style": bass, "comp_style": comp}))
+            notes = C.compose(SongPlan(**{**plan.__dict__, "bass_style": bass, "comp_style": comp}))
             assert any(n.channel == 0 for n in notes) and any(n.channel == 1 for n in notes)
 
 
@@ -73,7 +74,7 @@ def test_swing_moves_offbeats_only():
 
 
 def test_midi_has_tempo_programs_and_all_notes():
-    plan = C.plan_song("jazz", 11)
+    plan = plan_song("jazz", 11)
     notes = C.compose(plan)
     midi = mido.MidiFile(file=io.BytesIO(C.to_midi(plan, notes)))
     msgs = list(midi.tracks[0])
@@ -94,7 +95,7 @@ N_SEEDS = 80
 
 
 def _plans(genre):
-    return [C.plan_song(genre, seed) for seed in range(N_SEEDS)]
+    return [plan_song(genre, seed) for seed in range(N_SEEDS)]
 
 
 @pytest.mark.parametrize("genre", GENRES)
@@ -164,13 +165,13 @@ def test_every_outside_style_composes_its_own_vocabulary(style):
         for numeral, _beats in progression:
             parse_numeral(numeral)
     for seed in range(12):
-        plan = C.plan_song(style, seed)
+        plan = plan_song(style, seed)
         assert spec.tempo[0] <= plan.tempo <= spec.tempo[1]
         assert plan.bass_style in {b for b, _ in spec.bass_styles}
         notes = C.compose(plan)
         assert notes and all(0 <= n.pitch <= 127 for n in notes)
         assert mido.MidiFile(file=io.BytesIO(C.to_midi(plan, notes))).length > 30
-    has_drums = any(n.channel == C.DRUM_CHANNEL for n in C.compose(C.plan_song(style, 1)))
+    has_drums = any(n.channel == C.DRUM_CHANNEL for n in C.compose(plan_song(style, 1)))
     assert has_drums == bool(spec.drum_patterns)
 
 

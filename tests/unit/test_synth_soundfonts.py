@@ -22,7 +22,8 @@ import soundfile as sf
 from genre_core.config import GENRES
 from genre_core.synth import render
 from genre_core.synth.catalog import SongSpec, plan_catalog, reference_spec, render_song, revoiced_spec
-from genre_core.synth.compose import DRUM_CHANNEL, compose, plan_song, to_midi
+from genre_core.synth.compose import DRUM_CHANNEL, compose, to_midi
+from genre_core.synth.plan import plan_song
 from genre_core.synth.revoice import (
     DRUM_GENERATORS,
     GENERATOR_JITTER,
