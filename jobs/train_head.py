@@ -27,7 +27,7 @@ import ray
 from ray.data.expressions import col
 
 from genre_core import storage
-from jobs.ray_train import arrow_path
+from jobs.ray_train import arrow_path, write_parquet
 from jobs.resources import TrainResources
 from jobs.train import Plan
 
@@ -70,8 +70,7 @@ def write_backbone_outputs(p: Plan, res: TrainResources, url: str, bundle_url: s
         compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=8, batch_format="numpy")
     ds = ds.filter(expr=col("status") != "error").select_columns(["track_id", "outputs"])  # Arrow, not per row
-    path, kw = arrow_path(url)
-    ds.write_parquet(path, **kw)
+    write_parquet(ds, url)
 
 
 def stream_backbone_outputs(url: str, ids: set[str] | None = None, seed: int | None = None,
