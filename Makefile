@@ -67,9 +67,9 @@ demo: setup
 # validation songs of soundfonts held out in turn), then its calibrated confidence and out-of-taxonomy rule
 # (genre-job calibrate, on the corpus's validation songs, 300 new validation songs and validation songs of the
 # outside styles; OPL-3 is left out of the outside songs: benchmarks/outside_taxonomy.py tests the rule on outside
-# songs of that soundfont). Then the GAN stage's generator: pairs (each train song, 2 re-voicings of it -> its clean
-# FluidR3 render), G trained on Ray Train, its weight and threshold chosen on the validation songs (README, "The GAN
-# stage").
+# songs of that soundfont). Then the GAN stage's two generators: pairs (each train song, 2 re-voicings of it -> its
+# clean FluidR3 render), G trained on Ray Train; the same songs' pairs toward TimGM6mb renders, a second G trained
+# and bundled with the first; their weight and threshold chosen on the validation songs (README, "The GAN stage").
 OUTSIDE_SOUNDFONTS := timgm6mb,fluidr3,fluidr3mono,csound
 models: setup
 	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --soundfonts $(SOUNDFONTS) --out $(CORPUS)/corpus
@@ -84,7 +84,11 @@ models: setup
 	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --soundfonts $(SOUNDFONTS) --reference-soundfont fluidr3 \
 		--revoiced 2 --out $(CORPUS)/paired
 	$(BIN)/python -m jobs.train gan --cnn models/default/cnn --catalog $(CORPUS)/paired/catalog.parquet \
-		--tune-catalog $(CORPUS)/val/catalog.parquet --seed 0 --out models/default/gan
+		--tune-catalog $(CORPUS)/val/catalog.parquet --seed 0 --out $(CORPUS)/gan-fluidr3
+	$(BIN)/python -m jobs.make_catalog --per-genre 100 --seed 0 --soundfonts $(SOUNDFONTS) --reference-soundfont timgm6mb \
+		--revoiced 2 --out $(CORPUS)/paired-timgm
+	$(BIN)/python -m jobs.train gan --cnn models/default/cnn --catalog $(CORPUS)/paired-timgm/catalog.parquet \
+		--with $(CORPUS)/gan-fluidr3 --tune-catalog $(CORPUS)/val/catalog.parquet --seed 0 --out models/default/gan
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -70,7 +70,8 @@ def forced(probs: list[np.ndarray]) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cnn", default="models/default/cnn")
-    parser.add_argument("--gan", action="append", required=True, help="GAN bundle (repeat: one per seed)")
+    parser.add_argument("--gan", action="append", required=True,
+                        help="GAN bundle (repeat: one per seed); a bundle's votes average its generators'")
     parser.add_argument("--train-catalog", required=True, help="its split 'train' gives the band statistics")
     parser.add_argument("--tune-catalog", required=True, help="validation songs of the new domain (AdaBN)")
     parser.add_argument("--eval-catalog", required=True, help="the evaluated songs (every song with a genre)")
@@ -126,23 +127,23 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"cnn": meta.version, "gans": [m.version for _, m in gans], "refine_params": {},
                                "splits": {args.split_name: split}}
 
-    def rule(gen: torch.nn.Module, params: RefineParams) -> list[int | None]:
-        g = gan_votes(sub, gen, cnn)
+    def rule(gens: list[torch.nn.Module], params: RefineParams) -> list[int | None]:
+        g = gan_votes(sub, gens, cnn)
         return [decide(v, gi, params).genre_index for v, gi in zip(cnn_votes, g, strict=True)]
 
-    for gen, gmeta in gans:
+    for gens, gmeta in gans:
         t0 = time.perf_counter()
         seed = int((gmeta.train_config or {}).get("seed", len(split["seeds"])))
         p = gmeta.refine
         results["refine_params"][seed] = {"gan_weight": p.gan_weight, "threshold": p.threshold}
-        g = gan_votes(sub, gen, cnn)
+        g = gan_votes(sub, gens, cnn)
         preds = dict(baselines)
         preds["gan"] = [decide(v, gi, p).genre_index for v, gi in zip(cnn_votes, g, strict=True)]
         preds["gan_forced"] = [decide(v, gi, RefineParams(p.gan_weight, 0.0)).best_index
                                for v, gi in zip(cnn_votes, g, strict=True)]
         preds["gan_only"] = [int(np.argmax(gi)) for gi in g]
-        preds["identity_ctrl"] = rule(Identity().eval(), p)
-        preds["random_ctrl"] = rule(RandomChange(gen, seed=1000 + seed).eval(), p)
+        preds["identity_ctrl"] = rule([Identity().eval()], p)
+        preds["random_ctrl"] = rule([RandomChange(gen, seed=1000 + seed + k).eval() for k, gen in enumerate(gens)], p)
         rep = {name: system_report(y, preds[name], ref_ok) for name in SYSTEMS}
         split["seeds"].append({"gan": gmeta.url, "version": gmeta.version, "seed": seed, "systems": rep,
                                "decided_right_all_with_gan": (classified_right + rep["gan"]["n_right"]) / len(df),

@@ -81,7 +81,9 @@ def gan_reason(shares: np.ndarray, gan_shares: np.ndarray | None, classes: Seque
     if gan_shares is None:
         return f"the GAN stage ({gan_version}) ran but its votes are not recorded"
     g_top = int(np.argmax(gan_shares))
-    text = (f"the GAN stage ({gan_version}) translated its slices and the CNN read them as {classes[g_top]} "
+    how = ("translated its slices" if gan is None or len(gan.references) == 1 else
+           f"translated its slices with {len(gan.references)} generators (toward {' and '.join(gan.references)})")
+    text = (f"the GAN stage ({gan_version}) {how} and the CNN read them as {classes[g_top]} "
             f"({gan_shares[g_top]:.3f} of the GAN votes)")
     if gan is None:
         return text + " (its weight and threshold are unknown here: pass --models with the bundles)"

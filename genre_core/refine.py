@@ -2,18 +2,20 @@
 
 For a song whose slice vote was ambiguous (status ``unclassified`` from :mod:`genre_core.voting`):
 
-1. **Translate.** Every slice ``x`` goes through the CNN's front end and the generator once: ``G(f(x))``, its
-   easy-to-read form in the CNN's own representation (``cnn.gan_features``; :mod:`genre_core.models.gan`).
-   Slices of many songs go through together, in batches of ``batch_size``.
-2. **Read again.** The frozen CNN reads each translation (``cnn.logits_from_gan_features``); the mean of the
-   slices' softmax outputs is the song's **GAN votes** ``g`` (shares summing to 1, like the CNN's votes ``v``).
+1. **Translate.** Every slice ``x`` goes through the CNN's front end once and through each generator once:
+   ``G_k(f(x))``, its easy-to-read form in the CNN's own representation (``cnn.gan_features``;
+   :mod:`genre_core.models.gan`). A bundle holds one generator per reference soundfont it was trained toward
+   (:mod:`genre_core.models.gan_bundle`). Slices of many songs go through together, in batches of ``batch_size``.
+2. **Read again.** The frozen CNN reads each translation (``cnn.logits_from_gan_features``); the mean of its softmax
+   outputs over the generators and the song's slices is the song's **GAN votes** ``g`` (shares summing to 1, like
+   the CNN's votes ``v``).
 3. **Combine.** ``c = (1 - gan_weight) * v + gan_weight * g``: the original votes are kept, so the
    translation has to outweigh them where it disagrees.
 4. **Decide.** The top genre of ``c`` is taken (status ``gan_resolved``) iff its share is at least
    ``threshold`` and strictly ahead of the runner-up; otherwise the song stays ``unclassified``.
 
 ``gan_weight`` and ``threshold`` are chosen on validation songs, never test songs
-(:func:`genre_core.training.gan.choose_refine_params`). With the identity as "generator", ``g = v`` (to bf16
+(:func:`genre_core.training.gan.choose_refine_params`). With the identity as the only "generator", ``g = v`` (to bf16
 rounding where the CNN computes in bf16) and the rule with threshold 0 is the forced argmax of the votes: whatever
 the stage adds over that comes from the translation. Songs the CNN classified, and error rows, are never passed
 to the models and never changed (:func:`refine_songs` returns None for them). Nothing here does I/O or changes the
@@ -72,7 +74,7 @@ class RefineDecision:
     best_index: int           # the top genre of the combined votes, decided or not
     confidence: float         # its combined share
     margin: float             # its lead over the runner-up in the combined votes
-    gan_votes: np.ndarray     # g: mean softmax of the CNN over the translated slices
+    gan_votes: np.ndarray     # g: mean softmax of the CNN over the translated slices (and the generators)
     combined: np.ndarray      # c = (1 - w) v + w g
 
     @property
@@ -121,27 +123,33 @@ def _check_eval(model: object, name: str) -> None:
 
 
 @torch.inference_mode()
-def gan_votes(songs: Sequence[torch.Tensor | np.ndarray], generator: Translator, cnn: GANReadable, *,
+def gan_votes(songs: Sequence[torch.Tensor | np.ndarray], generators: Sequence[Translator], cnn: GANReadable, *,
               batch_size: int = 64) -> list[np.ndarray]:
     """Steps 1-2 for many songs at once: each song's GAN votes ``[n_classes]`` (float64, sum 1).
 
     The slices of all songs are translated and read in batches of ``batch_size`` across song boundaries (one
-    front-end pass, one ``G`` pass and one read per slice)."""
-    _check_eval(generator, "generator")
+    front-end pass per slice, then one ``G`` pass and one read per slice and generator)."""
+    if not generators:
+        raise ValueError("gan_votes needs at least one generator")
+    for k, generator in enumerate(generators):
+        _check_eval(generator, f"generator {k}")
     _check_eval(cnn, "cnn")
     if not songs:
         return []
     parts = [_as_slices(s) for s in songs]
-    device = _device_of(generator, cnn) or parts[0].device
+    device = _device_of(*generators, cnn) or parts[0].device
     counts = [len(p) for p in parts]
     x = torch.cat(parts)
     probs = []
     bf16 = cnn.bf16_on(torch.device(device))  # G computes as the CNN does: bf16 where the device has it
     for i in range(0, len(x), batch_size):
         f = cnn.gan_features(x[i:i + batch_size].to(device, non_blocking=True))
-        with torch.autocast(f.device.type, dtype=torch.bfloat16, enabled=bf16):
-            translated = generator(f).float()
-        probs.append(torch.softmax(cnn.logits_from_gan_features(translated).float(), dim=-1).double().cpu())
+        p = torch.zeros((), dtype=torch.float64, device=f.device)
+        for generator in generators:
+            with torch.autocast(f.device.type, dtype=torch.bfloat16, enabled=bf16):
+                translated = generator(f).float()
+            p = p + torch.softmax(cnn.logits_from_gan_features(translated).float(), dim=-1).double()
+        probs.append((p / len(generators)).cpu())
     per_slice = torch.cat(probs).numpy()
     bounds = np.cumsum([0, *counts])
     return [per_slice[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
@@ -164,14 +172,14 @@ def decide(votes: torch.Tensor | np.ndarray, gan: np.ndarray, params: RefinePara
 
 
 def refine_songs(statuses: Sequence[str], slices: Sequence[torch.Tensor | np.ndarray],
-                 votes: Sequence[torch.Tensor | np.ndarray], generator: Translator, cnn: GANReadable,
+                 votes: Sequence[torch.Tensor | np.ndarray], generators: Sequence[Translator], cnn: GANReadable,
                  params: RefineParams, *, batch_size: int = 64) -> list[RefineDecision | None]:
     """The whole rule over a batch of songs: a decision for every ``unclassified`` song, None for every other
     (classified, error, curated: never passed to the models, never changed)."""
     if not len(statuses) == len(slices) == len(votes):
         raise ValueError(f"{len(statuses)} statuses, {len(slices)} slice arrays, {len(votes)} vote rows")
     todo = [i for i, s in enumerate(statuses) if s == STATUS_UNCLASSIFIED]
-    g = gan_votes([slices[i] for i in todo], generator, cnn, batch_size=batch_size)
+    g = gan_votes([slices[i] for i in todo], generators, cnn, batch_size=batch_size)
     out: list[RefineDecision | None] = [None] * len(statuses)
     for i, gi in zip(todo, g, strict=True):
         out[i] = decide(votes[i], gi, params)

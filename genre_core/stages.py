@@ -25,7 +25,7 @@ from genre_core.refine import refine_songs
 from genre_core.schema import REASON_AMBIGUOUS, STATUS_CLASSIFIED, STATUS_GAN_RESOLVED, STATUS_UNCLASSIFIED
 
 
-def load_gan_for(gan_url: str, cnn: CNNBundle, device: str | None = None) -> tuple[Generator, GANBundle]:
+def load_gan_for(gan_url: str, cnn: CNNBundle, device: str | None = None) -> tuple[list[Generator], GANBundle]:
     """Load the GAN bundle at ``gan_url``, refusing one trained for another CNN bundle or feature version."""
     return load_gan_bundle(gan_url, cnn_version=cnn.version, feature_version=cnn.feature_version,
                            device=device)
@@ -42,21 +42,21 @@ class GANStage:
 
     Rows that are not ``unclassified`` with reason ``ambiguous_vote`` pass through unchanged and never reach the
     models (a song outside the taxonomy stays unclassified); the slices of the others go through the CNN's front
-    end, the generator and the rest of the CNN together, ``batch_slices`` at a time across songs (small on a CPU,
-    large on a GPU), and a row may become ``gan_resolved`` with its genre. Adds ``cnn_status`` (the
+    end, the bundle's generators and the rest of the CNN together, ``batch_slices`` at a time across songs (small
+    on a CPU, large on a GPU), and a row may become ``gan_resolved`` with its genre. Adds ``cnn_status`` (the
     status before this stage), ``gan_probabilities`` (the GAN votes: the CNN's mean softmax over the translated
-    slices; a NaN row for every row this stage did not process), ``gan_confidence`` (the combined share of the
-    top genre that the decision used; NaN there too) and ``gan_input_slices`` (slices translated: 0 for rows it
-    did not process), and drops the ``slices`` payload. A ``gan_resolved`` row has no ``confidence``: the calibration
-    is that of the CNN's votes, not of the GAN stage's decisions. Building one tunes this process's allocator
-    (:mod:`genre_core.allocator`).
+    slices and the generators; a NaN row for every row this stage did not process), ``gan_confidence`` (the
+    combined share of the top genre that the decision used; NaN there too) and ``gan_input_slices`` (slices
+    translated: 0 for rows it did not process), and drops the ``slices`` payload. A ``gan_resolved`` row has no
+    ``confidence``: the calibration is that of the CNN's votes, not of the GAN stage's decisions. Building one tunes
+    this process's allocator (:mod:`genre_core.allocator`).
     """
 
     def __init__(self, gan_url: str, cnn_url: str, device: str | None = None, batch_slices: int = 16) -> None:
         keep_freed_memory()
         self.cnn, cnn_meta = load_cnn_bundle(cnn_url, device=device)
         self.device = next(self.cnn.parameters()).device
-        self.generator, self.meta = load_gan_for(gan_url, cnn_meta, self.device)
+        self.generators, self.meta = load_gan_for(gan_url, cnn_meta, self.device)
         self.classes = list(cnn_meta.classes)
         self.batch_slices = batch_slices  # translations / CNN readings per forward pass
 
@@ -76,7 +76,7 @@ class GANStage:
         todo = [STATUS_UNCLASSIFIED if reason[i] == REASON_AMBIGUOUS else STATUS_CLASSIFIED for i in range(n)]
         slices = [np.asarray(batch["slices"][i], np.float32) if todo[i] == STATUS_UNCLASSIFIED else None
                   for i in range(n)]
-        decisions = refine_songs(todo, slices, [np.asarray(p) for p in batch["probabilities"]], self.generator,
+        decisions = refine_songs(todo, slices, [np.asarray(p) for p in batch["probabilities"]], self.generators,
                                  self.cnn, self.meta.refine, batch_size=self.batch_slices)
         for i, decision in enumerate(decisions):
             if decision is None:

@@ -10,7 +10,8 @@ styles outside the ten-genre taxonomy (folk, latin, house, ambient, gospel; "out
 genre null (no genre of the taxonomy is right), the style in `style`, and split val or test (never train); they
 serve only to choose and test the out-of-taxonomy rule (genre-job calibrate). With
 --reference-soundfont, every train song is also rendered through that soundfont without recording effects
-(<out>/reference/<genre>/<track_id>.flac, column reference_uri): the clean targets of the GAN's training pairs.
+(<out>/reference/<genre>/<track_id>.flac, column reference_uri; the soundfont's file name in reference_soundfont):
+the clean targets of the GAN's training pairs.
 --revoiced N adds N more inputs to each of those pairs: the same notes re-voiced (each instrument, with probability
 0.8, another of its General MIDI family, its synthesis parameters offset: filter, resonance, envelopes, vibrato),
 through a soundfont drawn from --soundfonts, with a recording chain of its own; rows <track_id>-r<k> of split
@@ -57,7 +58,8 @@ CATALOG_SCHEMA = pa.schema([
     ("arrangement", pa.string()),
     ("soundfont", pa.string()), ("effects", pa.string()), ("seed", pa.int64()), ("preset", pa.string()),
 ])
-REFERENCE_FIELD = pa.field("reference_uri", pa.string())  # with --reference-soundfont; null outside split train
+# with --reference-soundfont; null outside split train
+REFERENCE_FIELDS = [pa.field("reference_uri", pa.string()), pa.field("reference_soundfont", pa.string())]
 
 
 def build_parser(parser: argparse.ArgumentParser) -> None:
@@ -109,7 +111,8 @@ def _render_and_store(job: tuple[SongSpec, str, str | None, int, list[str]]) -> 
         rows.append({"track_id": s.track_id, "audio_uri": uri, "genre": genre, "style": s.genre, "split": s.split,
                      "duration_s": s.seconds, "sample_rate": s.sample_rate, **params})
         if reference is not None:
-            rows[-1]["reference_uri"] = reference_uri
+            rows[-1].update(reference_uri=reference_uri,
+                            reference_soundfont=os.path.basename(reference) if paired else None)
     return rows
 
 
@@ -155,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                                           mininterval=1.0 if sys.stderr.isatty() else 15.0) for row in song_rows]
     elapsed = time.perf_counter() - started
 
-    schema = CATALOG_SCHEMA if reference is None else CATALOG_SCHEMA.append(REFERENCE_FIELD)
+    schema = CATALOG_SCHEMA if reference is None else pa.schema([*CATALOG_SCHEMA, *REFERENCE_FIELDS])
     table = pa.Table.from_pylist(rows, schema=schema)
     catalog_url = storage.join(out, "catalog.parquet")
     fs, path = storage.filesystem(catalog_url)

@@ -5,6 +5,11 @@ CNN frozen (genre_core.training.gan). Its training pairs come from the catalog's
 audio (input) and the same composition rendered through a reference soundfont without effects (target,
 column reference_uri: `genre-job make-catalog --reference-soundfont fluidr3`).
 
+A bundle may hold generators toward several references, whose readings the GAN stage averages: --with BUNDLE
+trains one more toward this catalog's reference and writes a bundle holding BUNDLE's generators and the new one
+(BUNDLE is left as it is). On songs of a soundfont no model had heard, G's toward FluidR3 and TimGM6mb together
+gained more than either alone (README, "The GAN stage").
+
 Runs on Ray (RAY_ADDRESS, as `ray job submit` sets, or a new local Ray), as `genre-job train cnn` does:
 
     train songs with a reference_uri --> decode actor pool (PairSlices: both renders decoded, log-mel, aligned
@@ -29,7 +34,10 @@ another CNN refuses.
 
 Examples:
   genre-job make-catalog --per-genre 100 --reference-soundfont fluidr3 --out data/paired
-  genre-job train gan --cnn models/default/cnn --catalog data/paired/catalog.parquet --out models/default/gan
+  genre-job train gan --cnn models/default/cnn --catalog data/paired/catalog.parquet --out data/gan-fluidr3
+  genre-job make-catalog --per-genre 100 --reference-soundfont timgm6mb --revoiced 2 --out data/paired-timgm
+  genre-job train gan --cnn models/default/cnn --catalog data/paired-timgm/catalog.parquet --with data/gan-fluidr3 \\
+      --out models/default/gan
   python -m jobs.train gan --cnn s3://bucket/models/v2/cnn --catalog s3://bucket/paired/ \\
       --out s3://bucket/models/v2/gan --resources configs/train-cluster.yaml --checkpoints s3://bucket/checkpoints
 """
@@ -64,6 +72,9 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
                         help="catalog Parquet with track_id, audio_uri, genre, split and reference_uri (the clean "
                              "target render of each train song)")
     parser.add_argument("--out", required=True, help="GAN bundle directory to write (local or s3://)")
+    parser.add_argument("--with", dest="with_bundle", default=None, metavar="GAN_BUNDLE",
+                        help="a GAN bundle of the same CNN whose generators the new bundle also holds (toward other "
+                             "reference soundfonts); the refine parameters are chosen for all of them together")
     parser.add_argument("--tune-catalog", default=None,
                         help="validation songs for the refine parameters (every song with a genre); default: the "
                              "split 'val' of --catalog")
@@ -103,6 +114,17 @@ def build_parser(parser: argparse.ArgumentParser) -> None:
 
 # ---- training pairs: Ray Data -> Parquet -------------------------------------------------------------------
 
+def reference_name(catalog: pd.DataFrame, catalog_url: str) -> str:
+    """The soundfont the catalog's clean targets were rendered through (column reference_soundfont, as
+    make-catalog writes it), or a name made of the catalog's URL where it has no such column."""
+    if "reference_soundfont" not in catalog.columns:
+        return f"the references of {catalog_url}"
+    names = sorted(set(catalog["reference_soundfont"].dropna().astype(str)))
+    if len(names) != 1:
+        raise ValueError(f"the catalog's pairs must have one reference soundfont, found {names or 'none'}")
+    return names[0]
+
+
 def pair_songs(catalog: pd.DataFrame) -> pd.DataFrame:
     """The train songs with a genre and a reference render (track_id, audio_uri, reference_uri)."""
     if "reference_uri" not in catalog.columns:
@@ -135,7 +157,7 @@ def training_pairs(songs: pd.DataFrame, cnn_url: str, cnn_version: str, fc: Feat
 
     from genre_core import storage
     from genre_core.training.data import PairFeatures, PairSlices
-    from jobs.ray_train import arrow_path
+    from jobs.ray_train import write_parquet
     from jobs.train_cnn import decode_pool
 
     key = hashlib.sha256("\n".join([cnn_version, str(hop), str(audio_root), *(
@@ -158,8 +180,7 @@ def training_pairs(songs: pd.DataFrame, cnn_url: str, cnn_version: str, fc: Feat
                                              "torch_threads": res.torch_threads},
         compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=PAIRS_PER_CALL, batch_format="numpy")
-    out, kw = arrow_path(url)
-    ds.write_parquet(out, **kw)
+    write_parquet(ds, url)
     fs.invalidate_cache(path)  # written by other processes
     owners = read_pairs(url, ["track_id"]) if fs.exists(path) else None
     n_pairs = owners.count() if owners is not None else 0
@@ -242,11 +263,11 @@ def _run_gan(args: argparse.Namespace) -> int:
     import torch
 
     from genre_core import storage
-    from genre_core.artifacts import load_cnn_bundle
+    from genre_core.artifacts import BundleError, load_cnn_bundle
     from genre_core.config import to_dict
     from genre_core.models.cnn import pick_device
     from genre_core.models.gan import GANModelConfig, Generator, PatchDiscriminator
-    from genre_core.models.gan_bundle import GANBundle, save_gan_bundle
+    from genre_core.models.gan_bundle import GANBundle, load_gan_models, save_gan_bundle
     from genre_core.schema import read_catalog
     from genre_core.training.gan import GANTrainConfig
     from jobs.label_pipeline import init_ray
@@ -265,7 +286,20 @@ def _run_gan(args: argparse.Namespace) -> int:
     fc = cnn_meta.feature_config
     res = load_train_resources(args.resources)
     print(f"CNN bundle {cnn_meta.version} ({len(cnn_meta.classes)} classes, {cnn_meta.feature_version})", flush=True)
-    songs = pair_songs(read_catalog(args.catalog))
+    catalog = read_catalog(args.catalog)
+    songs, reference = pair_songs(catalog), reference_name(catalog, args.catalog)
+    carried, carried_d, carried_meta = [], [], None  # the generators of --with, toward other references
+    if args.with_bundle:
+        try:
+            carried, carried_d, carried_meta = load_gan_models(args.with_bundle, cnn_version=cnn_meta.version,
+                                                               feature_version=cnn_meta.feature_version)
+        except BundleError as exc:
+            raise ValueError(f"--with: {exc}") from exc
+        if reference in carried_meta.references:
+            raise ValueError(f"--with: {args.with_bundle} already holds a generator toward {reference}")
+        print(f"with the generators of {carried_meta.version} (toward {', '.join(carried_meta.references)})",
+              flush=True)
+    print(f"pairs: {len(songs)} train songs, clean targets through {reference}", flush=True)
     hop = args.pair_hop or fc.slice_frames
     init_ray(include_dashboard=True)
 
@@ -297,12 +331,18 @@ def _run_gan(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     device = pick_device()
-    refine, selection = _choose_refine(args, cnn.to(device), cnn_meta, generator.to(device).eval())
+    generators = [g.to(device) for g in [*carried, generator.eval()]]
+    refine, selection = _choose_refine(args, cnn.to(device), cnn_meta, generators)
     phases["select_refine"] = time.perf_counter() - t0
     print(f"refine parameters (validation): {refine}; {selection['summary']}", flush=True)
 
+    trained = {"reference": reference, "seed": args.seed, "steps_done": state["step"], "history": state["history"],
+               "n_pairs": pairs["n_pairs"], "n_train_songs": pairs["n_songs"], "pairs": pairs_url, "run_name": name}
+    earlier = [] if carried_meta is None else carried_meta.metrics.get("generators") or [
+        {"reference": r} for r in carried_meta.references]
     meta = GANBundle(
-        classes=tuple(cnn_meta.classes), model_config=model_cfg, train_config=train_cfg,
+        classes=tuple(cnn_meta.classes), references=(*(carried_meta.references if carried_meta else ()), reference),
+        model_config=model_cfg, train_config=train_cfg,
         cnn_version=cnn_meta.version, feature_version=cnn_meta.feature_version, feature_config=fc,
         n_features=cnn.n_gan_features, n_frames=fc.slice_frames, refine=refine,
         metrics={"history": state["history"], "steps_done": state["step"], "resumed_at": state["resumed_at"],
@@ -310,16 +350,21 @@ def _run_gan(args: argparse.Namespace) -> int:
                  "selection": selection, "n_pairs": pairs["n_pairs"], "n_train_songs": pairs["n_songs"],
                  "pairs": pairs_url, "phases_s": phases, "workers": res.workers, "resources": to_dict(res),
                  "run_name": name, "checkpoint_every": args.checkpoint_every,
-                 "worker_peak_rss_mb": state["worker_peak_rss_mb"], "driver_device": str(device)},
+                 "worker_peak_rss_mb": state["worker_peak_rss_mb"], "driver_device": str(device),
+                 "generators": [*earlier, trained],
+                 "with_bundle": carried_meta.version if carried_meta else None},
     )
-    saved = save_gan_bundle(args.out, generator.cpu(), discriminator.eval(), meta)
-    print(f"wrote GAN bundle {saved.url} version {saved.version} (for CNN {saved.cnn_version}); "
+    saved = save_gan_bundle(args.out, [g.cpu() for g in generators], [*carried_d, discriminator.eval()], meta)
+    print(f"wrote GAN bundle {saved.url} version {saved.version} (for CNN {saved.cnn_version}; generators toward "
+          f"{', '.join(saved.references)}); "
           f"training {phases['train']:.1f} s; total {time.perf_counter() - t_all:.1f} s", flush=True)
     return 0
 
 
-def _choose_refine(args: argparse.Namespace, cnn: Any, cnn_meta: Any, generator: Any) -> tuple[Any, dict[str, Any]]:
-    """The refine parameters chosen on the validation songs (in the driver), and the record of the choice."""
+def _choose_refine(args: argparse.Namespace, cnn: Any, cnn_meta: Any, generators: list[Any],
+                   ) -> tuple[Any, dict[str, Any]]:
+    """The refine parameters chosen on the validation songs (in the driver) for the generators' averaged votes, and
+    the record of the choice."""
     from genre_core.features import slice_mel
     from genre_core.inference import slice_probabilities
     from genre_core.refine import gan_votes
@@ -340,7 +385,7 @@ def _choose_refine(args: argparse.Namespace, cnn: Any, cnn_meta: Any, generator:
     probs = slice_probabilities(cnn, slices, device=device)
     chosen = refine_tuning_set(probs, cnn_meta.voting, min_songs=args.refine_min_songs)
     votes = [probs[i].mean(axis=0) for i in chosen]
-    g_votes = gan_votes([slices[i] for i in chosen], generator, cnn)
+    g_votes = gan_votes([slices[i] for i in chosen], generators, cnn)
     labels = [cls_index[tune["genre"].iloc[i]] for i in chosen]
     refine, selection = choose_refine_params(votes, g_votes, labels, wrong_penalty=args.wrong_penalty)
     selection.update(tuning_song_ids=[tune["track_id"].iloc[i] for i in chosen], n_validation_songs=len(tune),

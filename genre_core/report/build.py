@@ -331,7 +331,7 @@ def _gallery(req: ReportRequest, merged: pd.DataFrame, analyser: SongAnalyser | 
     if not songs:
         return Section("gallery", title, note("Left out: the audio of the unclassified songs could not be read "
                                               "(see the notes at the end of this page)."))
-    if analyser.generator is None:
+    if analyser.generators is None:
         why = ("No GAN stage in this run: these are the songs the CNN could not decide, before translation only "
                "(the middle slice of each, as the CNN sees it)." if not ev["gan_stage"]["ran"] else
                "The run had a GAN stage but its bundle is not available here: the songs before translation only.")

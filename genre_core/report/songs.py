@@ -52,9 +52,9 @@ class SongAnalyser:
         self.classes = list(self.cnn_meta.classes)
         fc = self.cnn_meta.feature_config
         self.feature_cfg, self.audio_cfg = fc, AudioConfig(sample_rate=fc.sample_rate)
-        self.generator, self.gan_meta = None, None
+        self.generators, self.gan_meta = None, None
         if gan_url is not None:
-            self.generator, self.gan_meta = load_gan_bundle(  # type: ignore[misc]
+            self.generators, self.gan_meta = load_gan_bundle(  # type: ignore[misc]
                 gan_url, cnn_version=self.cnn_meta.version, feature_version=self.cnn_meta.feature_version,
                 device=device)
 
@@ -78,7 +78,7 @@ class SongAnalyser:
     def translation(self, song: SongSlices) -> TranslationExample:
         """The middle slice before and after translation, with the votes the refine rule combined (the bundle's
         own refine parameters, so the decision is the one the labelling job makes with this GAN)."""
-        if self.generator is None or self.gan_meta is None:
+        if self.generators is None or self.gan_meta is None:
             raise ValueError("no GAN bundle loaded")
-        return translation_example(song.track_id, song.truth, song.slices, song.vote_shares, self.generator,
+        return translation_example(song.track_id, song.truth, song.slices, song.vote_shares, self.generators,
                                    self.cnn, self.classes, self.gan_meta.refine)

@@ -139,8 +139,10 @@ def test_revoiced_inputs_join_each_train_songs_pair(tmp_path, capsys):
     for t in train:
         rows = df.loc[[t, f"{t}-r1", f"{t}-r2"]]
         assert (rows["reference_uri"] == df.loc[t, "reference_uri"]).all()  # one clean target, three inputs
+        assert (rows["reference_soundfont"] == "FluidR3_GM.sf2").all()
         assert (rows["split"] == "train").all() and (rows["genre"] == "rock").all()
         assert rows["audio_uri"].is_unique and set(rows["soundfont"]) <= {"TimGM6mb.sf2", "sf_GMbank.sf2"}
     assert pd.isna(df.loc["rock-00007", "reference_uri"])  # no pair outside split train, so no re-voicing
+    assert pd.isna(df.loc["rock-00007", "reference_soundfont"])
     assert _run("--per-genre", "1", "--revoiced", "2", "--out", str(tmp_path / "unpaired")) == 2
     assert "needs --reference-soundfont" in capsys.readouterr().err

@@ -144,3 +144,46 @@ def test_two_workers_checkpoint_every_k_steps_resume_after_a_kill_and_on_a_rerun
     labelled = GANStage(str(out), cnn, device="cpu")(batch)
     assert (labelled["gan_input_slices"] > 0).all()
     assert set(labelled["status"]) <= {"gan_resolved", "unclassified"}
+
+
+def test_with_a_bundle_the_new_one_holds_its_generators_and_one_toward_this_catalogs_reference(
+        training_ray, catalogs, cnn, tmp_path, capfd):
+    from genre_core.decoding import DecodeStage
+    from genre_core.labelling import CNNVoter
+    from genre_core.models.gan_bundle import load_gan_models, save_untrained_bundle
+    from genre_core.stages import GANStage
+
+    catalog, val = catalogs
+    base = save_untrained_bundle(cnn, str(tmp_path / "base"), seed=5)  # one generator, toward "untrained-0"
+    out = tmp_path / "pair"
+    args = ["gan", "--cnn", cnn, "--catalog", catalog, "--with", base, "--tune-catalog", val, "--out", str(out),
+            "--steps", "4", "--batch-size", "4", "--checkpoint-every", "4", "--resources",
+            str(REPO / "configs" / "train-local.yaml"), "--checkpoints", str(tmp_path / "ckpt"), "--workers", "1",
+            "--threads", "1", "--cache-dir", str(tmp_path / "cache")]
+    assert run_job(train, args) == 0
+    printed = capfd.readouterr().out
+    assert "clean targets through FluidR3_GM.sf2" in printed and "toward untrained-0, FluidR3_GM.sf2" in printed
+    _, cnn_meta = load_cnn_bundle(cnn)
+    versions = {"cnn_version": cnn_meta.version, "feature_version": cnn_meta.feature_version}
+    (old,), _, base_meta = load_gan_models(base, **versions)
+    gens, discs, meta = load_gan_models(str(out), **versions)
+    assert meta.references == ("untrained-0", "FluidR3_GM.sf2") and base_meta.references == ("untrained-0",)
+    for a, b in zip(old.state_dict().values(), gens[0].state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # carried over as it was
+    assert discs[0] is None and discs[1] is not None  # the untrained base had no discriminator; the new G's is kept
+    records = meta.metrics["generators"]
+    assert [r["reference"] for r in records] == ["untrained-0", "FluidR3_GM.sf2"] and records[1]["steps_done"] == 4
+    assert meta.metrics["with_bundle"] == base_meta.version
+    songs = pd.read_parquet(val)
+    batch = CNNVoter(cnn, device="cpu")(DecodeStage(cnn_meta.feature_config)(
+        {"track_id": songs["track_id"].to_numpy(object), "audio_uri": songs["audio_uri"].to_numpy(object)}))
+    stage = GANStage(str(out), cnn, device="cpu")
+    assert len(stage.generators) == 2
+    assert (stage(batch)["gan_input_slices"] > 0).all()
+
+    # a bundle that already holds a generator toward this reference is refused, before any training
+    again = args[:args.index("--with") + 1] + [str(out)] + args[args.index("--with") + 2:]
+    again[again.index("--out") + 1] = str(tmp_path / "twice")
+    assert run_job(train, again) == 2
+    assert "already holds a generator toward FluidR3_GM.sf2" in capfd.readouterr().err
+    assert not (tmp_path / "twice").exists()

@@ -16,9 +16,9 @@ from genre_core.refine import RefineParams
 CLASSES = ["blues", "jazz", "rock"]
 CNN = CNNBundle(classes=tuple(CLASSES), feature_config=FeatureConfig(), cnn_config=CNNConfig(),
                 voting=VotingConfig(tau=0.85, margin=0.8), feature_version="fv-1", version="cnn-1")
-GAN = GANBundle(classes=tuple(CLASSES), model_config=GANModelConfig(), cnn_version="cnn-1", feature_version="fv-1",
-                feature_config=FeatureConfig(), n_features=128, n_frames=128,
-                refine=RefineParams(gan_weight=0.5, threshold=0.6), version="gan-1")
+GAN = GANBundle(classes=tuple(CLASSES), references=("FluidR3_GM.sf2",), model_config=GANModelConfig(),
+                cnn_version="cnn-1", feature_version="fv-1", feature_config=FeatureConfig(), n_features=128,
+                n_frames=128, refine=RefineParams(gan_weight=0.5, threshold=0.6), version="gan-1")
 
 
 def row(status: str, probs: list[float] | None, genre: str | None = None, gan: str | None = None,
@@ -67,6 +67,11 @@ def test_gan_resolved_says_what_it_chose_against_the_vote() -> None:
     assert text.startswith("track t1: gan_resolved -> blues")
     assert "read them as blues (0.900 of the GAN votes)" in text
     assert "give blues 0.600, lead 0.325, >= threshold 0.60: it chose blues (not the vote's top genre)" in text
+    pair = dataclasses.replace(GAN, references=("FluidR3_GM.sf2", "TimGM6mb.sf2"))
+    text = explain(row("gan_resolved", [0.3, 0.5, 0.2], "blues", gan="gan-1", gan_probs=[0.9, 0.05, 0.05]),
+                   CLASSES, CNN, pair)
+    assert ("translated its slices with 2 generators (toward FluidR3_GM.sf2 and TimGM6mb.sf2) and the CNN read "
+            "them as blues") in text
 
 
 def test_bundles_of_other_versions_are_not_used() -> None:

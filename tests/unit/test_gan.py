@@ -15,7 +15,13 @@ from genre_core.artifacts import BundleError, save_bundle
 from genre_core.config import CNNConfig, FeatureConfig, VotingConfig
 from genre_core.models.cnn import SliceCNN
 from genre_core.models.gan import GANModelConfig, Generator, PatchDiscriminator
-from genre_core.models.gan_bundle import GANBundle, GANBundleMismatch, load_gan_bundle, save_gan_bundle
+from genre_core.models.gan_bundle import (
+    GANBundle,
+    GANBundleMismatch,
+    load_gan_bundle,
+    load_gan_models,
+    save_gan_bundle,
+)
 from genre_core.refine import RefineParams
 from genre_core.training.gan import (
     GANLossWeights,
@@ -223,26 +229,48 @@ def test_choose_refine_params_follows_the_evidence() -> None:
 # ---- bundle -------------------------------------------------------------------------------------------------
 
 def _meta(**kw) -> GANBundle:
-    base = dict(classes=CLASSES, model_config=TINY, cnn_version="cnn-1", feature_version="fv-a",
-                feature_config=FEATURES, n_features=16, n_frames=16, refine=RefineParams(0.4, 0.55),
-                train_config=GANTrainConfig(seed=7), metrics={"timings": {"train_s": 1.0}})
+    base = dict(classes=CLASSES, references=("FluidR3_GM.sf2",), model_config=TINY, cnn_version="cnn-1",
+                feature_version="fv-a", feature_config=FEATURES, n_features=16, n_frames=16,
+                refine=RefineParams(0.4, 0.55), train_config=GANTrainConfig(seed=7),
+                metrics={"timings": {"train_s": 1.0}})
     base.update(kw)
     return GANBundle(**base)
 
 
 def test_bundle_round_trip_same_translations(tmp_path: Path) -> None:
     g, d = _perturbed(Generator(TINY, n_features=16)), _perturbed(PatchDiscriminator(TINY, n_features=16), 1)
-    saved = save_gan_bundle(str(tmp_path / "gan"), g, d, _meta())
+    saved = save_gan_bundle(str(tmp_path / "gan"), [g], [d], _meta())
     assert saved.version.startswith("gan-") and saved.cnn_version == "cnn-1"
     raw = json.loads((tmp_path / "gan" / "bundle.json").read_text())
     assert raw["kind"] == "gan" and raw["refine"] == {"gan_weight": 0.4, "threshold": 0.55}
-    assert raw["train_config"]["seed"] == 7
-    g2, meta = load_gan_bundle(str(tmp_path / "gan"), cnn_version="cnn-1", feature_version="fv-a")
+    assert raw["train_config"]["seed"] == 7 and raw["references"] == ["FluidR3_GM.sf2"]
+    (g2,), meta = load_gan_bundle(str(tmp_path / "gan"), cnn_version="cnn-1", feature_version="fv-a")
     assert not g2.training and meta.refine == RefineParams(0.4, 0.55)
     assert meta.model_config == TINY and meta.feature_config == FEATURES and meta.classes == CLASSES
     f = torch.randn(3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(g(f), g2(f), rtol=0, atol=0)
+
+
+def test_bundle_of_two_generators_keeps_each_with_its_reference_and_discriminator(tmp_path: Path) -> None:
+    g0, g1 = _perturbed(Generator(TINY, n_features=16)), _perturbed(Generator(TINY, n_features=16), 2)
+    d1 = _perturbed(PatchDiscriminator(TINY, n_features=16), 3)
+    meta = _meta(references=("FluidR3_GM.sf2", "TimGM6mb.sf2"))
+    save_gan_bundle(str(tmp_path / "gan"), [g0, g1], [None, d1], meta)
+    gens, discs, loaded = load_gan_models(str(tmp_path / "gan"), cnn_version="cnn-1", feature_version="fv-a")
+    assert loaded.references == ("FluidR3_GM.sf2", "TimGM6mb.sf2") and discs[0] is None
+    f = torch.randn(2, 16, 16)
+    with torch.no_grad():
+        for a, b in ((g0, gens[0]), (g1, gens[1]), (d1, discs[1])):
+            torch.testing.assert_close(a(f), b(f), rtol=0, atol=0)
+        assert not torch.allclose(gens[0](f), gens[1](f))  # two generators, not one saved twice
+    with pytest.raises(BundleError, match="one of each per generator"):
+        save_gan_bundle(str(tmp_path / "x"), [g0, g1], [None, None], _meta())  # two generators, one reference
+    with pytest.raises(BundleError, match="one of each per generator"):
+        save_gan_bundle(str(tmp_path / "x"), [], [], _meta(references=()))
+    save_bundle(str(tmp_path / "short"), "gan", {"generator.0.inp.weight": torch.zeros(1)}, meta.to_json())
+    with pytest.raises(BundleError, match="no weights of generator 1|does not fit"):
+        load_gan_bundle(str(tmp_path / "short"), cnn_version="cnn-1", feature_version="fv-a")
 
 
 @pytest.mark.parametrize(("cnn_version", "feature_version", "match"), [
@@ -251,7 +279,7 @@ def test_bundle_round_trip_same_translations(tmp_path: Path) -> None:
 ])
 def test_bundle_refuses_another_cnn_or_feature_version(tmp_path: Path, cnn_version: str, feature_version: str,
                                                        match: str) -> None:
-    save_gan_bundle(str(tmp_path / "gan"), Generator(TINY, n_features=16), None, _meta())
+    save_gan_bundle(str(tmp_path / "gan"), [Generator(TINY, n_features=16)], [None], _meta())
     with pytest.raises(GANBundleMismatch, match=match):
         load_gan_bundle(str(tmp_path / "gan"), cnn_version=cnn_version, feature_version=feature_version)
 
@@ -260,7 +288,7 @@ def test_bundle_refuses_other_kinds_tampering_old_designs_and_missing_names(tmp_
     save_bundle(str(tmp_path / "cnn"), "cnn", {"w": torch.zeros(2)}, {"classes": list(CLASSES)})
     with pytest.raises(BundleError, match="kind 'cnn'"):
         load_gan_bundle(str(tmp_path / "cnn"), cnn_version="cnn-1", feature_version="fv-a")
-    save_gan_bundle(str(tmp_path / "gan"), Generator(TINY, n_features=16), None, _meta())
+    save_gan_bundle(str(tmp_path / "gan"), [Generator(TINY, n_features=16)], [None], _meta())
     weights = tmp_path / "gan" / "weights.safetensors"
     blob = bytearray(weights.read_bytes())
     blob[-1] ^= 0xFF
@@ -274,7 +302,7 @@ def test_bundle_refuses_other_kinds_tampering_old_designs_and_missing_names(tmp_
     with pytest.raises(BundleError, match="older design"):
         load_gan_bundle(str(tmp_path / "old"), cnn_version="cnn-1", feature_version="fv-a")
     with pytest.raises(BundleError, match="must name the CNN bundle"):
-        save_gan_bundle(str(tmp_path / "x"), Generator(TINY, n_features=16), None, _meta(cnn_version=""))
+        save_gan_bundle(str(tmp_path / "x"), [Generator(TINY, n_features=16)], [None], _meta(cnn_version=""))
 
 
 def test_log_mel_cache_round_trip(tmp_path: Path) -> None:

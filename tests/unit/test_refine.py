@@ -57,9 +57,23 @@ def test_vote_shares_and_bad_votes() -> None:
 
 def test_gan_votes_read_the_translated_slices() -> None:
     cnn = MeanCNN(4).eval()
-    g = gan_votes([_song(1.0), _song(0.0, n=5)], Shift(2.0).eval(), cnn)
+    g = gan_votes([_song(1.0), _song(0.0, n=5)], [Shift(2.0).eval()], cnn)
     assert [int(np.argmax(v)) for v in g] == [3, 2]  # the CNN read G(x) = x + 2, not x
     assert all(abs(v.sum() - 1) < 1e-6 for v in g)
+
+
+def test_gan_votes_of_several_generators_average_their_readings() -> None:
+    cnn = MeanCNN(4).eval()
+    songs = [_song(1.0), _song(-0.5, n=5)]
+    g1, g2 = Shift(2.0).eval(), Shift(-1.0).eval()
+    both = gan_votes(songs, [g1, g2], cnn, batch_size=3)
+    one, two = gan_votes(songs, [g1], cnn), gan_votes(songs, [g2], cnn)
+    for b, a1, a2 in zip(both, one, two, strict=True):
+        np.testing.assert_allclose(b, (a1 + a2) / 2, atol=1e-12)
+        assert not np.allclose(a1, a2)  # the two generators read differently: the mean is not either alone
+    assert g1.seen == g2.seen == 2 * 8  # each generator translated every slice once in each call it took part in
+    with pytest.raises(ValueError, match="at least one generator"):
+        gan_votes(songs, [], cnn)
 
 
 def test_combined_votes_threshold_and_ties() -> None:
@@ -88,7 +102,7 @@ def test_identity_generator_at_threshold_zero_is_the_forced_vote() -> None:
     with torch.inference_mode():
         probs = [torch.softmax(cnn(torch.from_numpy(s).unsqueeze(1)), -1).numpy() for s in songs]
     votes = [p.sum(axis=0) for p in probs]
-    out = refine_songs(["unclassified"] * 6, songs, votes, identity, cnn, RefineParams(gan_weight=0.7))
+    out = refine_songs(["unclassified"] * 6, songs, votes, [identity], cnn, RefineParams(gan_weight=0.7))
     assert [d.genre_index for d in out] == [int(np.argmax(v)) for v in votes]
     for d, p in zip(out, probs, strict=True):
         np.testing.assert_allclose(d.gan_votes, p.mean(axis=0), atol=1e-5)
@@ -99,12 +113,12 @@ def test_only_unclassified_songs_reach_the_models_and_others_are_never_changed()
     statuses = ["classified", "unclassified", "error", "unclassified", "gan_resolved"]
     songs = [_song(0.0, n) for n in (2, 3, 4, 5, 6)]
     votes = [np.array([0.4, 0.3, 0.2, 0.1])] * 5
-    out = refine_songs(statuses, songs, votes, g, cnn, RefineParams(gan_weight=1.0))
+    out = refine_songs(statuses, songs, votes, [g], cnn, RefineParams(gan_weight=1.0))
     assert [d is None for d in out] == [True, False, True, False, True]
     assert g.seen == 3 + 5  # one G pass per slice of the unclassified songs, and none for the others
     assert out[1].genre_index == out[3].genre_index == 1
     with pytest.raises(ValueError, match="statuses"):
-        refine_songs(statuses[:2], songs, votes, g, cnn, RefineParams())
+        refine_songs(statuses[:2], songs, votes, [g], cnn, RefineParams())
 
 
 def test_batching_across_songs_does_not_change_the_votes() -> None:
@@ -117,8 +131,8 @@ def test_batching_across_songs_does_not_change_the_votes() -> None:
     gen.eval()
     rng = np.random.default_rng(2)
     songs = [rng.standard_normal((n, 16, 12)).astype(np.float32) for n in (1, 4, 2, 7)]
-    one_by_one = [gan_votes([s], gen, cnn, batch_size=1)[0] for s in songs]
-    together = gan_votes(songs, gen, cnn, batch_size=5)
+    one_by_one = [gan_votes([s], [gen], cnn, batch_size=1)[0] for s in songs]
+    together = gan_votes(songs, [gen], cnn, batch_size=5)
     for a, b in zip(one_by_one, together, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -126,8 +140,8 @@ def test_batching_across_songs_does_not_change_the_votes() -> None:
 def test_models_in_training_mode_and_bad_slices_are_refused() -> None:
     cnn = MeanCNN(3)
     with pytest.raises(ValueError, match="training mode"):
-        gan_votes([_song(0.0)], Shift(0.0).eval(), cnn)  # nn.Module starts in training mode
+        gan_votes([_song(0.0)], [Shift(0.0).eval()], cnn)  # nn.Module starts in training mode
     with pytest.raises(ValueError, match="zero slices"):
-        gan_votes([np.zeros((0, 8, 6), np.float32)], Shift(0.0).eval(), cnn.eval())
+        gan_votes([np.zeros((0, 8, 6), np.float32)], [Shift(0.0).eval()], cnn.eval())
     with pytest.raises(ValueError, match="NaN"):
-        gan_votes([np.full((1, 8, 6), np.nan, np.float32)], Shift(0.0).eval(), cnn.eval())
+        gan_votes([np.full((1, 8, 6), np.nan, np.float32)], [Shift(0.0).eval()], cnn.eval())
