@@ -135,7 +135,7 @@ def load_gan_bundle(url: str, *, cnn_version: str, feature_version: str, device:
     Raises :class:`GANBundleMismatch` when the bundle was trained for another CNN bundle or feature version,
     :class:`BundleError` when it is missing or corrupt.
     """
-    generators, _, meta = load_gan_models(url, cnn_version=cnn_version, feature_version=feature_version)
+    generators, _, meta = _load(url, cnn_version, feature_version, discriminators=False)
     if device is not None:
         for g in generators:
             g.to(device)
@@ -146,6 +146,12 @@ def load_gan_models(url: str, *, cnn_version: str, feature_version: str,
                     ) -> tuple[list[Generator], list[PatchDiscriminator | None], GANBundle]:
     """:func:`load_gan_bundle` on the CPU with the discriminators (None where the bundle holds none): what a
     training that adds a generator to the bundle carries over (``genre-job train gan --with``)."""
+    return _load(url, cnn_version, feature_version, discriminators=True)
+
+
+def _load(url: str, cnn_version: str, feature_version: str, *, discriminators: bool,
+          ) -> tuple[list[Generator], list[PatchDiscriminator | None], GANBundle]:
+    """The bundle's generators, and its discriminators only when asked (the labelling job never builds them)."""
     tensors, raw = load_bundle(url, kind="gan")
     meta = GANBundle.from_json(raw, url=storage.absolute(url))
     problems = []
@@ -157,16 +163,17 @@ def load_gan_models(url: str, *, cnn_version: str, feature_version: str,
         raise GANBundleMismatch(f"refusing to load GAN bundle {url}: " + "; ".join(problems)
                                 + ". Train a GAN for this CNN bundle (python -m jobs.train gan --cnn ...).")
     generators: list[Generator] = []
-    discriminators: list[PatchDiscriminator | None] = []
+    kept: list[PatchDiscriminator | None] = []
     for k in range(len(meta.references)):
         g = Generator(meta.model_config, n_features=meta.n_features)
         if not _modules(tensors, "generator", k, g, url):
             raise BundleError(f"bundle {url} names {len(meta.references)} references but holds no weights of "
                               f"generator {k}")
-        d = PatchDiscriminator(meta.model_config, n_features=meta.n_features)
         generators.append(g.eval())
-        discriminators.append(d.eval() if _modules(tensors, "discriminator", k, d, url) else None)
-    return generators, discriminators, meta
+        if discriminators:
+            d = PatchDiscriminator(meta.model_config, n_features=meta.n_features)
+            kept.append(d.eval() if _modules(tensors, "discriminator", k, d, url) else None)
+    return generators, kept, meta
 
 
 def save_untrained_bundle(cnn_url: str, out: str, seed: int = 0, refine: RefineParams | None = None,
