@@ -180,7 +180,7 @@ def training_pairs(songs: pd.DataFrame, cnn_url: str, cnn_version: str, fc: Feat
                                              "torch_threads": res.torch_threads},
         compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=PAIRS_PER_CALL, batch_format="numpy")
-    write_parquet(ds, url)
+    write_parquet(ds, url, "training pairs")
     fs.invalidate_cache(path)  # written by other processes
     owners = read_pairs(url, ["track_id"]) if fs.exists(path) else None
     n_pairs = owners.count() if owners is not None else 0

@@ -70,7 +70,7 @@ def write_backbone_outputs(p: Plan, res: TrainResources, url: str, bundle_url: s
         compute=ray.data.ActorPoolStrategy(size=res.workers), num_cpus=res.num_cpus,
         num_gpus=res.num_gpus if use_gpu else 0, batch_size=8, batch_format="numpy")
     ds = ds.filter(expr=col("status") != "error").select_columns(["track_id", "outputs"])  # Arrow, not per row
-    write_parquet(ds, url)
+    write_parquet(ds, url, "backbone outputs")
 
 
 def stream_backbone_outputs(url: str, ids: set[str] | None = None, seed: int | None = None,
