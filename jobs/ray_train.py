@@ -87,7 +87,11 @@ class _WrittenRows:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
-            print(f"{self.what}: {self.count()} rows written ({time.perf_counter() - self.t0:.0f} s)", flush=True)
+            try:
+                rows = self.count()
+            except OSError:  # a listing that failed (S3): the write goes on, the next round tries again
+                continue
+            print(f"{self.what}: {rows} rows written ({time.perf_counter() - self.t0:.0f} s)", flush=True)
 
     def stop(self) -> None:
         self._stop.set()
