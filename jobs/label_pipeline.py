@@ -135,7 +135,11 @@ class GANActor(GANStage):
 
 
 def _actor_pool(size: int, num_cpus: float, num_gpus: float, retries: RetryResources) -> dict[str, Any]:
-    """The ``map_batches`` arguments of a fixed-size pool of actors that each take numpy batches, with restarts."""
+    """The ``map_batches`` arguments of a fixed-size pool of actors that each take numpy batches, with restarts.
+
+    Ray 2.60 takes max_restarts / max_task_retries only as ``**ray_remote_args``, which it warns are deprecated
+    (removed in Ray 2.64) with no named parameter to replace them. They stay: without them Ray Data restarts an actor
+    and retries its task forever, so a song that kills its actor would stall the run. Revisit on a Ray upgrade."""
     return {"compute": ray.data.ActorPoolStrategy(size=size), "batch_format": "numpy", "num_cpus": num_cpus,
             "num_gpus": num_gpus, "max_restarts": retries.actor_restarts, "max_task_retries": retries.actor_task}
 

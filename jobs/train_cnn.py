@@ -57,6 +57,8 @@ def song_blocks(df: pd.DataFrame, songs_per_block: int, seed: int) -> Any:
 
 
 def decode_pool(res: TrainResources) -> dict[str, Any]:
+    """The ``map_batches`` arguments of the decode actors, with bounded restarts (the deprecated ``ray_remote_args``
+    of Ray 2.60: see jobs/label_pipeline.py ``_actor_pool``)."""
     d = res.decode
     return {"compute": ray.data.ActorPoolStrategy(size=d.concurrency), "num_cpus": d.num_cpus, "batch_size": None,
             "batch_format": "numpy", "max_restarts": 3, "max_task_retries": 3}
