@@ -101,17 +101,19 @@ def test_two_workers_checkpoint_every_k_steps_resume_after_a_kill_and_on_a_rerun
     first = capfd.readouterr().out
     assert len(killed) == 1, "no training worker was running after the first checkpoint"
     metrics = read_bundle_meta(str(out))["metrics"]
-    assert metrics["workers"] == 2 and metrics["steps_done"] == 24 and [h["step"] for h in metrics["history"]] == [24]
+    trained = metrics["generators"][-1]  # this run's generator (the bundle holds only it)
+    assert len(metrics["generators"]) == 1
+    assert metrics["workers"] == 2 and trained["steps_done"] == 24 and [h["step"] for h in trained["history"]] == [24]
     # the worker group restarted from a checkpoint (a step after the first), not from step 0
     assert len(metrics["resumed_at"]) == 1 and metrics["resumed_at"][0] in range(2, 24, 2)
     assert f"resumed from the checkpoint of step {metrics['resumed_at'][0]}" in first
-    assert metrics["n_train_songs"] == 6 and metrics["n_pairs"] >= 6 * 4  # 4 s songs: 5 slices of 0.74 s each
-    assert np.isfinite(metrics["history"][0]["l1"])
+    assert trained["n_train_songs"] == 6 and trained["n_pairs"] >= 6 * 4  # 4 s songs: 5 slices of 0.74 s each
+    assert np.isfinite(trained["history"][0]["l1"])
     # the pairs went to Parquet once, beside the checkpoints; a checkpoint every 2 steps (the last two kept)
     fs = s3_filesystem()
     fs.invalidate_cache()  # the same (cached) instance as the killer's, which listed the bucket while it was written
-    assert metrics["pairs"].startswith(f"s3://{s3_bucket}/ckpt/gan-pairs-")
-    assert fs.glob(metrics["pairs"][len("s3://"):] + "/*.parquet")
+    assert trained["pairs"].startswith(f"s3://{s3_bucket}/ckpt/gan-pairs-")
+    assert fs.glob(trained["pairs"][len("s3://"):] + "/*.parquet")
     states = sorted(fs.glob(f"{s3_bucket}/ckpt/train-gan-*/checkpoint_*/state.pt"))  # in the order written
     saved = []
     for path in states:
@@ -130,7 +132,7 @@ def test_two_workers_checkpoint_every_k_steps_resume_after_a_kill_and_on_a_rerun
     assert run_job(train, args) == 0  # the same training again: resumes from its last checkpoint, nothing to do
     again = capfd.readouterr().out
     assert "resumed from the checkpoint of step 24" in again and "training pairs: reading" in again
-    assert read_bundle_meta(str(out))["metrics"]["steps_done"] == 24
+    assert read_bundle_meta(str(out))["metrics"]["generators"][-1]["steps_done"] == 24
 
     # the bundle loads for its CNN, and the GAN stage runs on it
     _, cnn_meta = load_cnn_bundle(cnn)
